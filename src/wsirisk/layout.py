@@ -1,0 +1,176 @@
+"""The one place that knows every artifact layout: paths, zarr array names and attributes.
+
+Stdlib only: the Snakefile imports this module without the rest of the package.
+
+Directory tree for one cohort (``results_dir/<cohort>/``)::
+
+    slides/<slide_id>.zarr        tissue mask + tile coordinates + QC attributes (stage: tile)
+    slides/<slide_id>.geojson     tissue polygons (QuPath FeatureCollection)
+    slides/<slide_id>.png         QC thumbnail with contours and kept tiles
+    qc/slides.tsv                 one row per slide: status, reason, n_tiles, mpp, ...
+    features/<encoder>/<slide_id>.zarr   (N, D) float16 features + coords (stage: extract)
+    omics.zarr                    six categories per patient + survival (stage: omics)
+    qc/omics.tsv                  omics problems (skipped patients, imputed NaNs, ...)
+    splits.zarr                   patient-level folds (stage: splits)
+    train/<model>/fold<k>.zarr    out-of-fold risks, history, bins (stage: train)
+    train/<model>/fold<k>.pt      checkpoint (loads with weights_only=True)
+    report/index.html, report/summary.json, report/*.png   (stage: report)
+
+Generated demo inputs live under ``data_dir/<cohort>/`` (stage: make-demo).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# ---- zarr array names and attribute keys -------------------------------------------------
+# slide store (results/<cohort>/slides/<slide>.zarr)
+SLIDE_COORDS = "coords"  # int64 (N, 2): level-0 (x, y) of each tile's top-left corner
+SLIDE_MASK = "tissue_mask"  # uint8 (H, W): tissue mask at attrs["mask_downsample"]
+# features store (results/<cohort>/features/<encoder>/<slide>.zarr)
+FEAT_FEATURES = "features"  # float16 (N, D)
+FEAT_COORDS = "coords"  # int64 (N, 2), same order as features
+# omics store (results/<cohort>/omics.zarr)
+OMICS_GROUPS = "groups"  # group of arrays, one float32 (P, F_g) per category (key = slug)
+OMICS_MONTHS = "survival_months"  # float32 (P,)
+OMICS_CENSORSHIP = "censorship"  # int8 (P,), 1 = censored
+# fold store (results/<cohort>/train/<model>/fold<k>.zarr)
+FOLD_VAL_RISK = "val_risk"  # float32 (P_val,), order = attrs["val_patients"]
+
+# Attribute keys shared by all stores
+ATTR_STATUS = "status"  # "ok" | "skipped" | "failed"
+ATTR_REASON = "reason"
+
+CATEGORIES = (
+    "Tumor Suppressor Genes",
+    "Oncogenes",
+    "Protein Kinases",
+    "Cell Differentiation Markers",
+    "Transcription Factors",
+    "Cytokines and Growth Factors",
+)
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_id(sample_id: str, what: str = "id") -> str:
+    """Return ``sample_id`` if it is safe as a file name, else raise ValueError naming it."""
+    if not isinstance(sample_id, str) or not _SAFE_ID.match(sample_id) or ".." in sample_id:
+        raise ValueError(
+            f"unsafe {what} {sample_id!r}: use letters, digits, '.', '_' or '-' "
+            "(no path separators, no '..', not starting with '.')"
+        )
+    return sample_id
+
+
+def category_slug(category: str) -> str:
+    """'Tumor Suppressor Genes' -> 'tumor_suppressor_genes' (zarr array key)."""
+    return re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of every artifact of one cohort."""
+
+    results_dir: Path
+    data_dir: Path
+    cohort: str
+
+    def __post_init__(self) -> None:
+        check_id(self.cohort, "cohort")
+        object.__setattr__(self, "results_dir", Path(self.results_dir))
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+
+    @classmethod
+    def from_config(cls, config: dict) -> Layout:
+        return cls(
+            Path(config.get("results_dir", "results")),
+            Path(config.get("data_dir", "data")),
+            config["cohort"],
+        )
+
+    # ---- generated demo inputs ----
+    @property
+    def demo_dir(self) -> Path:
+        return self.data_dir / self.cohort
+
+    def demo_slide(self, slide_id: str) -> Path:
+        return self.demo_dir / "slides" / f"{check_id(slide_id, 'slide_id')}.tiff"
+
+    @property
+    def demo_omics(self) -> Path:
+        return self.demo_dir / "omics.csv"
+
+    @property
+    def demo_signatures(self) -> Path:
+        return self.demo_dir / "signatures.csv"
+
+    @property
+    def demo_sample_sheet(self) -> Path:
+        return self.demo_dir / "sample_sheet.tsv"
+
+    @property
+    def demo_truth(self) -> Path:
+        return self.demo_dir / "truth.csv"
+
+    # ---- results ----
+    @property
+    def cohort_dir(self) -> Path:
+        return self.results_dir / self.cohort
+
+    def slide_store(self, slide_id: str) -> Path:
+        return self.cohort_dir / "slides" / f"{check_id(slide_id, 'slide_id')}.zarr"
+
+    def slide_geojson(self, slide_id: str) -> Path:
+        return self.cohort_dir / "slides" / f"{check_id(slide_id, 'slide_id')}.geojson"
+
+    def slide_thumbnail(self, slide_id: str) -> Path:
+        return self.cohort_dir / "slides" / f"{check_id(slide_id, 'slide_id')}.png"
+
+    @property
+    def qc_slides(self) -> Path:
+        return self.cohort_dir / "qc" / "slides.tsv"
+
+    @property
+    def qc_omics(self) -> Path:
+        return self.cohort_dir / "qc" / "omics.tsv"
+
+    def features_store(self, encoder: str, slide_id: str) -> Path:
+        return (
+            self.cohort_dir
+            / "features"
+            / check_id(encoder, "encoder")
+            / f"{check_id(slide_id, 'slide_id')}.zarr"
+        )
+
+    @property
+    def omics_store(self) -> Path:
+        return self.cohort_dir / "omics.zarr"
+
+    @property
+    def splits_store(self) -> Path:
+        return self.cohort_dir / "splits.zarr"
+
+    def fold_store(self, model: str, fold: int) -> Path:
+        return self.cohort_dir / "train" / check_id(model, "model") / f"fold{int(fold)}.zarr"
+
+    def fold_checkpoint(self, model: str, fold: int) -> Path:
+        return self.cohort_dir / "train" / check_id(model, "model") / f"fold{int(fold)}.pt"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.cohort_dir / "report"
+
+    @property
+    def report_html(self) -> Path:
+        return self.report_dir / "index.html"
+
+    @property
+    def report_summary(self) -> Path:
+        return self.report_dir / "summary.json"
+
+    def log(self, stage: str, name: str = "") -> Path:
+        stem = f"{stage}-{name}" if name else stage
+        return Path("logs") / self.cohort / f"{stem}.log"

@@ -1,0 +1,1 @@
+"""Slides stage: resolution, tissue segmentation, tiling, QC."""
