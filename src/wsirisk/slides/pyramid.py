@@ -43,7 +43,9 @@ def write_pyramid_tiff(
         objective_power = round(10.0 / mpp)
     description = ""
     if aperio:
-        fields = [f"Aperio Image Library v12.0.0 \r\n{width}x{height} ({tile_px}x{tile_px}) JPEG/RGB Q={quality}"]
+        fields = [
+            f"Aperio Image Library v12.0.0 \r\n{width}x{height} ({tile_px}x{tile_px}) JPEG/RGB Q={quality}"
+        ]
         if objective_power:
             fields.append(f"AppMag = {objective_power:g}")
         if mpp:
