@@ -53,10 +53,16 @@ CATEGORIES = (
 )
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_WILDCARD = re.compile(r"^\{[a-z_]+\}$")  # Snakemake placeholder such as "{slide}"
 
 
 def check_id(sample_id: str, what: str = "id") -> str:
-    """Return ``sample_id`` if it is safe as a file name, else raise ValueError naming it."""
+    """Return ``sample_id`` if it is safe as a file name, else raise ValueError naming it.
+
+    A bare Snakemake wildcard (``"{slide}"``) passes so the Snakefile can build path patterns.
+    """
+    if isinstance(sample_id, str) and _WILDCARD.match(sample_id):
+        return sample_id
     if not isinstance(sample_id, str) or not _SAFE_ID.match(sample_id) or ".." in sample_id:
         raise ValueError(
             f"unsafe {what} {sample_id!r}: use letters, digits, '.', '_' or '-' "
@@ -68,6 +74,12 @@ def check_id(sample_id: str, what: str = "id") -> str:
 def category_slug(category: str) -> str:
     """'Tumor Suppressor Genes' -> 'tumor_suppressor_genes' (zarr array key)."""
     return re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_")
+
+
+def _fold(fold: int | str) -> str:
+    if isinstance(fold, str) and _WILDCARD.match(fold):
+        return fold
+    return str(int(fold))
 
 
 @dataclass(frozen=True)
@@ -153,11 +165,11 @@ class Layout:
     def splits_store(self) -> Path:
         return self.cohort_dir / "splits.zarr"
 
-    def fold_store(self, model: str, fold: int) -> Path:
-        return self.cohort_dir / "train" / check_id(model, "model") / f"fold{int(fold)}.zarr"
+    def fold_store(self, model: str, fold: int | str) -> Path:
+        return self.cohort_dir / "train" / check_id(model, "model") / f"fold{_fold(fold)}.zarr"
 
-    def fold_checkpoint(self, model: str, fold: int) -> Path:
-        return self.cohort_dir / "train" / check_id(model, "model") / f"fold{int(fold)}.pt"
+    def fold_checkpoint(self, model: str, fold: int | str) -> Path:
+        return self.cohort_dir / "train" / check_id(model, "model") / f"fold{_fold(fold)}.pt"
 
     @property
     def report_dir(self) -> Path:
@@ -170,6 +182,10 @@ class Layout:
     @property
     def report_summary(self) -> Path:
         return self.report_dir / "summary.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.cohort_dir / "predict" / "predictions.tsv"
 
     def log(self, stage: str, name: str = "") -> Path:
         stem = f"{stage}-{name}" if name else stage

@@ -1,0 +1,37 @@
+# wsirisk: whole-slide images + omics -> survival risk (ME-Mamba), as a Snakemake DAG.
+#   snakemake --cores all                      # the demo cohort of config.yaml
+#   snakemake --cores all --use-conda          # one conda env per rule group (envs/)
+#   snakemake --profile profiles/slurm         # the same DAG on a SLURM cluster
+import json
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+# The artifact layout lives in the package (stdlib-only module): import it from src/.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from wsirisk.layout import Layout  # noqa: E402
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/slides.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/omics.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        L.report_html,
+        L.report_summary,
+    default_target: True

@@ -1,0 +1,1 @@
+"""Report stage: survival statistics (plain data), plots, and the HTML page per cohort."""

@@ -1,0 +1,25 @@
+# Demo cohort: synthetic pyramidal slides, an omics table and the true risk, generated locally.
+
+
+rule make_demo:
+    output:
+        slides=[L.demo_slide(s) for s in SLIDES] if DEMO else [],
+        omics=L.demo_omics,
+        signatures=L.demo_signatures,
+        sample_sheet=L.demo_sample_sheet,
+        truth=L.demo_truth,
+    params:
+        out_dir=lambda w, output: str(Path(output.omics).parent),
+        n=config["demo"]["n_patients"],
+        seed=config["demo"]["seed"],
+        frac_40x=config["demo"]["frac_40x"],
+    log:
+        L.log("make_demo"),
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "wsirisk make-demo --out-dir {params.out_dir} --n-patients {params.n} "
+        "--seed {params.seed} --frac-40x {params.frac_40x} > {log} 2>&1"
