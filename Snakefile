@@ -28,6 +28,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/omics.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/download.smk"
 
 
 rule all:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "omics": ("wsirisk.omics.build", "group an omics table into the six categories (zarr)"),
     "omics-summary": ("wsirisk.omics.summary", "patients / events / category sizes as JSON"),
     "download": ("wsirisk.gdc.download", "download GDC files from a manifest or a query"),
+    "fetch-tables": ("wsirisk.gdc.tables", "fetch the public PORPOISE/MCAT tables and splits"),
     "splits": ("wsirisk.training.splits", "patient-level cross-validation folds"),
     "train": ("wsirisk.training.train", "train one model on one fold"),
     "evaluate-omics": ("wsirisk.training.evaluate_omics", "cross-validate an omics-only model"),
