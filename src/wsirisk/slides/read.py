@@ -28,11 +28,19 @@ def open_slide(path: Path) -> Any:
 
 
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
-    """Composite an RGBA array (OpenSlide's premultiplied output) on white."""
-    rgb = rgba[..., :3].astype(np.uint16)
-    alpha = rgba[..., 3:4].astype(np.uint16)
-    out = rgb + (255 - alpha)  # premultiplied: transparent -> white
-    return np.minimum(out, 255).astype(np.uint8)
+    """Composite an RGBA array (OpenSlide's premultiplied output) on white.
+
+    Opaque input (the usual case) is a plain channel copy; transparent pixels (outside the
+    scanned area) become white: out = min(rgb + 255 - alpha, 255), all in uint8.
+    """
+    rgba = np.asarray(rgba)
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    alpha = rgba[..., 3]
+    if alpha.size and int(alpha.min()) == 255:
+        return rgb
+    inverse = (255 - alpha)[..., None]  # premultiplied: transparent -> white
+    rgb += np.minimum(inverse, 255 - rgb)
+    return rgb
 
 
 def read_tile(
