@@ -15,12 +15,12 @@ from wsirisk.demo import demo_ids, demo_layout, make_demo
 from wsirisk.demo.cohort import (
     CENSORED_SHARE,
     GENE_FAMILIES,
-    harrell_c_index,
     simulate_cohort,
 )
 from wsirisk.demo.tissue import TILE_PX, synth_slide
 from wsirisk.layout import CATEGORIES
 from wsirisk.slides.read import open_slide, read_tile
+from wsirisk.training.metrics import cindex
 
 N_PATIENTS = 6
 TINY_TILES = 6
@@ -143,7 +143,7 @@ def test_survival_model_large_sample() -> None:
     censored = truth.censorship.mean()
     assert abs(censored - CENSORED_SHARE) < 0.03
     assert 25 <= np.median(truth.event_months) <= 60
-    c_index = harrell_c_index(truth.true_risk, truth.survival_months, truth.censorship)
+    c_index = cindex(truth.survival_months, truth.true_risk, truth.censorship).value
     assert c_index > 0.75
     # the risk genes carry the gene latent; other genes do not
     latent = truth.gene_latent

@@ -13,6 +13,7 @@ rule make_demo:
         n=config["demo"]["n_patients"],
         seed=config["demo"]["seed"],
         frac_40x=config["demo"]["frac_40x"],
+        tiles=config["demo"]["tiles_per_slide"],
     log:
         L.log("make_demo"),
     conda:
@@ -22,4 +23,5 @@ rule make_demo:
         mem_mb=2000,
     shell:
         "wsirisk make-demo --out-dir {params.out_dir} --n-patients {params.n} "
-        "--seed {params.seed} --frac-40x {params.frac_40x} > {log} 2>&1"
+        "--seed {params.seed} --frac-40x {params.frac_40x} --tiles-per-slide {params.tiles} "
+        "> {log} 2>&1"

@@ -21,4 +21,4 @@ rule extract:
         mem_mb=8000,
     shell:
         "wsirisk extract --slide {input.slide:q} --tiles {input.tiles} --out {output} "
-        "--options {params.options:q} > {log} 2>&1"
+        "--options {params.options:q} --threads {threads} --no-progress > {log} 2>&1"

@@ -177,14 +177,3 @@ def simulate_cohort(
     )
     truth = pd.concat([truth, simulate_survival(patient_rngs, risk)], axis=1)
     return truth, omics_values(patient_rngs, gene_latent, gene_catalog())
-
-
-def harrell_c_index(risk: np.ndarray, months: np.ndarray, censorship: np.ndarray) -> float:
-    """Harrell's C: share of comparable pairs ordered correctly by risk (ties count 1/2)."""
-    risk, months = np.asarray(risk, float), np.asarray(months, float)
-    event = np.asarray(censorship) == 0
-    earlier = (months[:, None] < months[None, :]) & event[:, None]
-    concordant = (risk[:, None] > risk[None, :]) & earlier
-    tied = (risk[:, None] == risk[None, :]) & earlier
-    pairs = earlier.sum()
-    return float((concordant.sum() + 0.5 * tied.sum()) / pairs) if pairs else float("nan")

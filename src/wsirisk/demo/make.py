@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wsirisk.demo.cohort import gene_catalog, harrell_c_index, signatures_frame, simulate_cohort
+from wsirisk.demo.cohort import gene_catalog, signatures_frame, simulate_cohort
 from wsirisk.demo.tissue import SYNTH_MPP, TILE_PX, SyntheticSlide, synth_slide
 from wsirisk.layout import Layout
 from wsirisk.store import atomic_path, write_text
+from wsirisk.training.metrics import cindex
 
 MPP_40X = SYNTH_MPP / 2  # 0.25 um/px: synthesized at 0.5 um/px then upscaled x2
 PYRAMID_LEVELS = 3
@@ -153,7 +154,7 @@ def make_demo(
         "pattern_tiles": int(sum(pattern_tiles)),
         "n_features": int(features.shape[1]),
         "oracle_c_index": round(
-            harrell_c_index(truth["true_risk"], truth["survival_months"], censorship), 4
+            cindex(truth["survival_months"], truth["true_risk"], censorship).value, 4
         ),
         "seconds": round(time.perf_counter() - started, 1),
     }

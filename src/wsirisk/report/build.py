@@ -44,7 +44,8 @@ def load_folds(paths: list[Path]) -> Folds:
         folds.cindex.append(attrs.get("cindex"))
         folds.reasons.append(attrs.get("cindex_reason"))
         folds.histories.append(list(attrs.get("history", [])))
-        folds.best_val.append(attrs.get("best_epoch_val_cindex"))
+        best = attrs.get("best_epoch_val_cindex")
+        folds.best_val.append(best.get("val_cindex") if isinstance(best, dict) else best)
         patients = list(attrs["val_patients"])
         folds.patients += patients
         folds.risk += [float(v) for v in group[layout.FOLD_VAL_RISK][:]]
@@ -60,13 +61,10 @@ def load_folds(paths: list[Path]) -> Folds:
 
 
 def concordance(months: np.ndarray, censorship: np.ndarray, risk: np.ndarray) -> float | None:
-    """Harrell's C (lifelines): higher risk should mean shorter time; censorship 1 = censored."""
-    from lifelines.utils import concordance_index
+    """Harrell's C via training.metrics (lifelines); None when undefined."""
+    from wsirisk.training.metrics import cindex
 
-    events = 1 - np.asarray(censorship, dtype=int)
-    if events.sum() == 0:
-        return None
-    return float(concordance_index(np.asarray(months, float), -np.asarray(risk, float), events))
+    return cindex(months, risk, censorship).value
 
 
 def oracle_cindex(truth_csv: Path, omics_store: Path) -> float | None:
@@ -129,6 +127,7 @@ def package_versions() -> dict[str, str]:
 def build_report(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Compute the summary, draw the figures and write index.html + summary.json."""
     from wsirisk.report import figures
+    from wsirisk.training.metrics import mean_std
 
     lay = Layout.from_config(config)
     model = config["train"]["model"]
@@ -139,7 +138,7 @@ def build_report(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     risk = np.asarray(folds.risk)
     high = survival.risk_groups(risk)
     p_value = survival.logrank_p(months, censorship, high)
-    mean, std = survival.fold_summary(folds.cindex)
+    mean, std = mean_std(folds.cindex)
     oracle = None
     if config["demo"]["enabled"] and lay.demo_truth.exists():
         oracle = oracle_cindex(lay.demo_truth, lay.omics_store)

@@ -59,11 +59,3 @@ def logrank_p(months: np.ndarray, censorship: np.ndarray, high_risk: np.ndarray)
         return None
     result = logrank_test(months[high], months[~high], events[high], events[~high])
     return float(result.p_value)
-
-
-def fold_summary(cindex_folds: list[float | None]) -> tuple[float | None, float | None]:
-    """Mean and (population) std of the defined fold C-indices, as papers report them."""
-    values = np.array([c for c in cindex_folds if c is not None], dtype=float)
-    if values.size == 0:
-        return None, None
-    return float(values.mean()), float(values.std())
