@@ -15,7 +15,7 @@ rule extract:
         "../../envs/features.yaml"
     group:
         "features"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=8000,

@@ -15,7 +15,7 @@ rule train:
         L.log(f"train-{MODEL}", "fold{fold}"),
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=16000,

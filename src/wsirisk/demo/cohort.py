@@ -25,12 +25,12 @@ MIN_MONTHS = 0.1
 
 # category -> (symbol prefix, number of genes); symbols are PREFIX01, PREFIX02, ...
 GENE_FAMILIES = {
-    "Tumor Suppressor Genes": ("TSG", 24),
-    "Oncogenes": ("ONC", 30),
-    "Protein Kinases": ("PK", 36),
-    "Cell Differentiation Markers": ("CDM", 28),
-    "Transcription Factors": ("TF", 32),
-    "Cytokines and Growth Factors": ("CGF", 22),
+    "Tumor Suppressor Genes": ("TSG", 8),
+    "Oncogenes": ("ONC", 10),
+    "Protein Kinases": ("PK", 12),
+    "Cell Differentiation Markers": ("CDM", 10),
+    "Transcription Factors": ("TF", 10),
+    "Cytokines and Growth Factors": ("CGF", 8),
 }
 CATALOG_SEED = 20240501  # the gene catalog (which genes have cnv/mut, loadings) is fixed
 # genes whose values carry the gene latent g (column -> sign / kind)
