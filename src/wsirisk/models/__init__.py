@@ -1,0 +1,82 @@
+"""Survival model zoo under one interface.
+
+Usage::
+
+    model = build_model("abmil_snn", path_dim=1024, omics_sizes=[10] * 6, n_bins=4)
+    out = model(x_path, x_omics)  # x_path (N, path_dim) or None; x_omics: six (F_g,) or None
+
+``out.logits`` (1, n_bins) are hazard logits; ``out.aux_loss`` is added to :func:`nll_loss`;
+``out.attention`` (N,) is patch attention or None; ``out.embeddings`` maps "pathology",
+"genomics" and "fusion" to pooled (1, dim) vectors (those that exist for the inputs given).
+
+Models: "snn" (genomics), "abmil" (pathology), "abmil_snn" (late fusion), "mcat" (genomic-query
+co-attention + transformers), "transmil" (TransMIL over all patches + SNN: the patch-level
+self-attention baseline of the efficiency comparison) and "me_mamba" (ablation switches in
+:class:`wsirisk.models.me_mamba.MEMamba`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .common import GENOMICS, PATHOLOGY, ModelOutput
+from .losses import mmd2, nll_loss, risk_from_logits, survival_from_logits
+
+MODEL_NAMES: tuple[str, ...] = ("snn", "abmil", "abmil_snn", "mcat", "transmil", "me_mamba")
+
+__all__ = [
+    "GENOMICS",
+    "MODEL_NAMES",
+    "PATHOLOGY",
+    "ModelOutput",
+    "build_model",
+    "mmd2",
+    "nll_loss",
+    "risk_from_logits",
+    "survival_from_logits",
+]
+
+
+def build_model(
+    name: str,
+    *,
+    path_dim: int = 1024,
+    omics_sizes: list[int] | None = None,
+    n_bins: int = 4,
+    dropout: float = 0.25,
+    **kwargs: Any,
+) -> nn.Module:
+    """Instantiate a model by name; ``kwargs`` are model-specific options (e.g. ablations).
+
+    ``omics_sizes`` (six group sizes) is required by every model that uses genomics.
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if name != "abmil" and not omics_sizes:
+        raise ValueError(f"model {name!r} needs omics_sizes (the six genomic group sizes)")
+    sizes = list(omics_sizes or [])
+    if name == "snn":
+        from .baselines import SNN
+
+        return SNN(sizes, n_bins=n_bins, dropout=dropout, **kwargs)
+    if name == "abmil":
+        from .baselines import ABMIL
+
+        return ABMIL(path_dim, n_bins=n_bins, dropout=dropout, **kwargs)
+    if name == "abmil_snn":
+        from .baselines import ABMILSNN
+
+        return ABMILSNN(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
+    if name == "mcat":
+        from .mcat import MCAT
+
+        return MCAT(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
+    if name == "transmil":
+        from .transmil import TransMILSNN
+
+        return TransMILSNN(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
+    from .me_mamba import MEMamba
+
+    return MEMamba(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
