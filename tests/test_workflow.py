@@ -110,7 +110,7 @@ def test_rerun_has_nothing_to_do(tiny_run: Path) -> None:
 
 
 def test_training_change_reruns_only_training(tiny_run: Path) -> None:
-    changed = _tiny_config(tiny_run, lr=0.0005)
+    changed = _tiny_config(tiny_run, lr=0.000123)
     dry = _snakemake(tiny_run, changed, "-n")
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert _planned_rules(dry.stdout + dry.stderr) == {"train", "report", "all"}
