@@ -143,6 +143,7 @@ def make_demo(
     write_text(layout.demo_dir / TRUTH_TILES_NAME, pd.DataFrame(tile_rows).to_csv(index=False))
 
     censorship = truth["censorship"].to_numpy()
+    oracle = cindex(truth["survival_months"], truth["true_risk"], censorship).value
     return {
         "out_dir": str(layout.demo_dir),
         "n_patients": n_patients,
@@ -153,8 +154,6 @@ def make_demo(
         "tissue_tiles": int(sum(tissue_tiles)),
         "pattern_tiles": int(sum(pattern_tiles)),
         "n_features": int(features.shape[1]),
-        "oracle_c_index": round(
-            cindex(truth["survival_months"], truth["true_risk"], censorship).value, 4
-        ),
+        "oracle_c_index": oracle if oracle is None else round(oracle, 4),
         "seconds": round(time.perf_counter() - started, 1),
     }
