@@ -1,0 +1,169 @@
+"""`wsirisk evaluate-omics`: K-fold CV of an omics-only model on a PORPOISE/MCAT table.
+
+    wsirisk evaluate-omics tcga_blca_all_clean.csv.zip --splits splits/tcga_blca \\
+        --signatures signatures.csv --model snn
+
+The table is grouped into the six categories by the same builder as ``wsirisk omics`` (into a
+temporary omics.zarr); bins and the omics scaler are fit on each training fold. Per-epoch logs
+go to stderr; the LAST stdout line is one JSON object (cindex_folds, cindex_mean, cindex_std,
+model, table, seconds, ...). The C-index of a fold is the last epoch's (no selection on val).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsirisk.training.data import prepare_fold
+from wsirisk.training.metrics import censoring_warning, cindex, mean_std
+from wsirisk.training.splits import read_split_dir
+from wsirisk.training.train import best_epoch
+from wsirisk.training.trainer import TrainOptions, train_fold
+
+# Defaults chosen on TCGA-COADREAD (not one of the reported cohorts; docs/results.md): Adam,
+# one patient per step, 20 epochs, NaNs imputed with training-fold means but no z-scoring
+# (z-scoring rare binary mutations hurt there).
+DEFAULTS: dict[str, Any] = {
+    "model": "snn",
+    "epochs": 20,
+    "optimizer": "adam",
+    "lr": 2e-4,
+    "weight_decay": 1e-5,
+    "batch_size": 1,
+    "grad_accum": 1,
+    "n_bins": 4,
+    "dropout": 0.25,
+    "alpha": 0.0,
+    "l1": 0.0,
+    "standardize": False,
+    "clip": None,
+    "seed": 0,
+    "device": "cpu",
+}
+
+
+def build_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("table", type=Path, help="PORPOISE/MCAT CSV (.csv or .csv.zip)")
+    parser.add_argument("--splits", type=Path, required=True, help="dir with splits_<k>.csv")
+    parser.add_argument("--signatures", type=Path, required=True, help="MCAT signatures.csv")
+    parser.add_argument("--model", default=DEFAULTS["model"])
+    parser.add_argument("--n-folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    parser.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
+    parser.add_argument("--balanced", action="store_true", help="MCAT class-balanced sampling")
+    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument("--grad-accum", type=int, default=DEFAULTS["grad_accum"])
+    parser.add_argument("--n-bins", type=int, default=DEFAULTS["n_bins"])
+    parser.add_argument("--dropout", type=float, default=DEFAULTS["dropout"])
+    parser.add_argument("--alpha", type=float, default=DEFAULTS["alpha"], help="nll alpha")
+    parser.add_argument("--l1", type=float, default=DEFAULTS["l1"], help="L1 on weights")
+    parser.add_argument(
+        "--standardize",
+        action="store_true",
+        help="z-score omics with the training fold's mean/std (default: impute NaNs only)",
+    )
+    parser.add_argument("--clip", type=float, default=None, help="clip scaled omics to +-CLIP")
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--device", default=DEFAULTS["device"])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--model-kwargs", default="{}", help="JSON object passed to build_model (ablations)"
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    return TrainOptions.from_dict(
+        {
+            "model": args.model,
+            "seed": args.seed,
+            "epochs": args.epochs,
+            "optimizer": args.optimizer,
+            "lr": args.lr,
+            "momentum": args.momentum,
+            "weight_decay": args.weight_decay,
+            "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum,
+            "n_bins": args.n_bins,
+            "dropout": args.dropout,
+            "device": args.device,
+            "alpha": args.alpha,
+            "l1": args.l1,
+            "standardize": args.standardize,
+            "clip": args.clip,
+            "balanced": args.balanced,
+            "model_kwargs": json.loads(args.model_kwargs),
+        },
+        "evaluate-omics arguments",
+    )
+
+
+def evaluate(
+    table: Path, split_dir: Path, signatures: Path, opts: TrainOptions, n_folds: int = 5
+) -> dict[str, Any]:
+    """Cross-validate ``opts.model`` on the omics of ``table``; return the summary dict."""
+    from wsirisk.omics.build import build_omics
+    from wsirisk.omics.load import load_omics
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="wsirisk-eval-") as tmp:
+        store, qc = Path(tmp) / "omics.zarr", Path(tmp) / "omics.tsv"
+        build_omics(table, signatures, store, qc)
+        omics = load_omics(store)
+    msg = censoring_warning(omics.survival_months, omics.censorship)
+    if msg:
+        warnings.warn(f"{table}: {msg}", stacklevel=1)
+    folds, dropped = read_split_dir(split_dir, n_folds, set(omics.patients))
+    values: list[float | None] = []
+    reasons: list[str | None] = []
+    best: list[dict[str, Any] | None] = []
+    for k, fold in enumerate(folds):
+        data = prepare_fold(omics, fold, opts.n_bins, opts.standardize, clip=opts.clip)
+
+        def log(line: str, k: int = k) -> None:
+            print(f"[{opts.model} fold {k}] {line}", file=sys.stderr, flush=True)
+
+        result = train_fold(data, opts, None, log)
+        val = result.val_samples
+        c = cindex([s.months for s in val], result.val.risk, [s.censorship for s in val])
+        values.append(c.value)
+        reasons.append(c.reason)
+        best.append(best_epoch(result.history))
+        log(f"val C-index (last epoch) {c.value if c.value is not None else c.reason}")
+    mean, std = mean_std(values)
+    return {
+        "model": opts.model,
+        "table": str(table),
+        "splits": str(split_dir),
+        "cindex_folds": values,
+        "cindex_mean": mean,
+        "cindex_std": std,
+        "cindex_reasons": reasons,
+        "cindex_epoch": "last",
+        "best_epoch_val_cindex": best,
+        "n_patients": len(omics.patients),
+        "n_dropped_from_splits": [len(d) for d in dropped],
+        "omics_sizes": [int(v.shape[1]) for v in omics.groups.values()],
+        "options": opts.to_dict(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "torch_version": torch.__version__,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    opts = options_from_args(args)
+    summary = evaluate(args.table, args.splits, args.signatures, opts, args.n_folds)
+    print(json.dumps(summary, sort_keys=True))
+    return 0

@@ -1,0 +1,181 @@
+"""`wsirisk train`: train one model on one fold; write the fold store and a checkpoint.
+
+    wsirisk train --omics omics.zarr --splits splits.zarr --fold 0 \\
+        --features features/resnet50_trunc/*.zarr --options '{"model": "snn", "epochs": 20}' \\
+        --out train/snn/fold0.zarr --checkpoint train/snn/fold0.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wsirisk.layout import CATEGORIES, FOLD_VAL_RISK
+from wsirisk.store import atomic_group, atomic_path
+from wsirisk.training.data import SLUGS, FeatureBank, FoldData, OmicsLike, prepare_fold
+from wsirisk.training.metrics import censoring_warning, cindex
+from wsirisk.training.splits import read_splits
+from wsirisk.training.trainer import FoldResult, TrainOptions, train_fold
+
+CHECKPOINT_FORMAT = "wsirisk-fold-checkpoint/1"
+
+
+def parse_options(text: str) -> TrainOptions:
+    """``--options``: a JSON object, or the path of a JSON file holding one."""
+    source = "--options"
+    if not text.lstrip().startswith("{") and Path(text).is_file():
+        source, text = text, Path(text).read_text()
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: not valid JSON ({err})") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(options).__name__}")
+    return TrainOptions.from_dict(options, source)
+
+
+def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Epoch with the highest validation C-index (selected ON validation: optimistic)."""
+    defined = [h for h in history if h["val_cindex"] is not None]
+    if not defined:
+        return None
+    best = max(defined, key=lambda h: h["val_cindex"])
+    return {
+        "epoch": best["epoch"],
+        "val_cindex": best["val_cindex"],
+        "selection": "selected on the validation fold itself: optimistic, not the estimate "
+        "(the estimate is 'cindex', the last epoch)",
+    }
+
+
+def fold_attrs(
+    fold: int, opts: TrainOptions, data: FoldData, result: FoldResult, notes: list[str]
+) -> dict[str, Any]:
+    """Attributes of the fold store (all JSON)."""
+    val = result.val_samples
+    c = cindex([s.months for s in val], result.val.risk, [s.censorship for s in val])
+    used = {s.patient for s in data.train} - set(result.unusable)
+    return {
+        "fold": fold,
+        "model": opts.model,
+        "options": opts.to_dict(),
+        "train_patients": [s.patient for s in data.train if s.patient in used],
+        "val_patients": [s.patient for s in val],
+        "bins": list(data.bins.edges_months),
+        "bins_source": data.bins.source,
+        "scaler": data.scaler.to_attrs(),
+        "cindex": c.value,
+        "cindex_reason": c.reason,
+        "cindex_epoch": "last",
+        "history": result.history,
+        "best_epoch_val_cindex": best_epoch(result.history),
+        "n_imputed": data.n_imputed,
+        "missing": data.missing,
+        "unusable": result.unusable,
+        "warnings": notes,
+        "seconds": round(result.seconds, 3),
+        "device": result.device,
+        "torch_version": torch.__version__,
+    }
+
+
+def write_fold_store(path: Path, attrs: dict[str, Any], data: FoldData, result: FoldResult) -> None:
+    """Fold store: val arrays (order = attrs['val_patients']), scaler, attention, embeddings."""
+    val = result.val_samples
+    with atomic_group(path, attrs) as group:
+        group.create_array(FOLD_VAL_RISK, data=result.val.risk.astype(np.float32))
+        group.create_array("val_survival", data=result.val.survival.astype(np.float32))
+        group.create_array("val_months", data=np.array([s.months for s in val], np.float32))
+        group.create_array("val_censorship", data=np.array([s.censorship for s in val], np.int8))
+        scaler = group.create_group("scaler")
+        for slug in SLUGS:
+            scaler.create_array(f"{slug}_mean", data=data.scaler.mean[slug])
+            scaler.create_array(f"{slug}_std", data=data.scaler.std[slug])
+        attention = group.create_group("attention")
+        for slide_id, att in sorted(result.val.attention.items()):
+            attention.create_array(slide_id, data=att.astype(np.float32))
+        embeddings = group.create_group("embeddings")
+        embeddings.attrs["patients"] = [s.patient for s in val]
+        for name, mat in result.val.embeddings.items():
+            embeddings.create_array(name, data=mat.astype(np.float32))
+
+
+def checkpoint_dict(
+    fold: int, opts: TrainOptions, data: FoldData, result: FoldResult, omics: OmicsLike
+) -> dict[str, Any]:
+    """Plain tensors / lists / numbers only: loads with ``torch.load(weights_only=True)``."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "fold": fold,
+        "model": opts.model,
+        "model_kwargs": result.model_kwargs,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "omics_sizes": list(data.omics_sizes),
+        "categories": list(CATEGORIES),
+        "bins_months": list(data.bins.edges_months),
+        "scaler_standardize": data.scaler.standardize,
+        "scaler_clip": data.scaler.clip,
+        "scaler_mean": {s: torch.from_numpy(data.scaler.mean[s].copy()) for s in SLUGS},
+        "scaler_std": {s: torch.from_numpy(data.scaler.std[s].copy()) for s in SLUGS},
+        "feature_names": {s: list(omics.feature_names.get(s, [])) for s in SLUGS},
+        "options": opts.to_dict(),
+    }
+
+
+def build_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--omics", type=Path, required=True, help="omics.zarr")
+    parser.add_argument("--splits", type=Path, required=True, help="splits.zarr")
+    parser.add_argument("--fold", type=int, required=True)
+    parser.add_argument("--features", type=Path, nargs="*", default=[], help="features stores")
+    parser.add_argument("--options", default="{}", help="JSON object (config 'train' section)")
+    parser.add_argument("--out", type=Path, required=True, help="fold store (zarr) to write")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from wsirisk.omics.load import load_omics
+
+    opts = parse_options(args.options)
+    omics = load_omics(args.omics)
+    splits = read_splits(args.splits)
+    folds = splits["folds"]
+    if not 0 <= args.fold < len(folds):
+        raise ValueError(f"{args.splits}: fold {args.fold} out of range (0..{len(folds) - 1})")
+    notes = []
+    msg = censoring_warning(omics.survival_months, omics.censorship)
+    if msg:
+        notes.append(f"{args.omics}: {msg}")
+        warnings.warn(notes[-1], stacklevel=1)
+    bank = FeatureBank(args.features) if args.features else None
+    data = prepare_fold(
+        omics, folds[args.fold], opts.n_bins, opts.standardize, bank, clip=opts.clip
+    )
+    if data.missing["no_omics_store"]:
+        notes.append(
+            f"{len(data.missing['no_omics_store'])} fold patient(s) not in {args.omics} dropped"
+        )
+
+    def log(line: str) -> None:
+        print(f"[{opts.model} fold {args.fold}] {line}", file=sys.stderr, flush=True)
+
+    log(
+        f"train {len(data.train)} / val {len(data.val)} patients, bins {data.bins.edges_months}, "
+        f"{data.n_imputed} NaN cell(s) imputed"
+    )
+    result = train_fold(data, opts, bank, log)
+    attrs = fold_attrs(args.fold, opts, data, result, notes)
+    attrs["skipped_slides"] = dict(bank.skipped) if bank is not None else {}
+    write_fold_store(args.out, attrs, data, result)
+    with atomic_path(args.checkpoint) as tmp:
+        torch.save(checkpoint_dict(args.fold, opts, data, result, omics), tmp)
+    value = attrs["cindex"]
+    shown = f"{value:.4f}" if value is not None else f"undefined ({attrs['cindex_reason']})"
+    print(f"fold {args.fold} {opts.model}: val C-index {shown} -> {args.out}")
+    return 0
