@@ -6,6 +6,7 @@ DEMO = bool(config["demo"]["enabled"])
 ENCODER = config["features"]["encoder"]
 MODEL = config["train"]["model"]
 FOLDS = list(range(int(config["splits"]["n_folds"])))
+REFERENCE = config["report"]["reference_table"]  # optional: shown only when the file exists
 
 wildcard_constraints:
     slide=r"[A-Za-z0-9][A-Za-z0-9._-]*",

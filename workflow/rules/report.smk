@@ -9,7 +9,7 @@ rule report:
         slides=[L.slide_store(s) for s in SLIDES],
         features=[L.features_store(ENCODER, s) for s in SLIDES] if MODEL != "snn" else [],
         truth=[L.demo_truth] if DEMO else [],
-        reference=[config["report"]["reference_table"]] if config["report"]["reference_table"] else [],
+        reference=[REFERENCE] if REFERENCE and Path(REFERENCE).exists() else [],
     output:
         html=report(
             L.report_html,
