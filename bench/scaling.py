@@ -29,31 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-
-
-def reset_peak_rss() -> None:
-    """Reset this process's RSS high-water mark (Linux >= 4.0; no-op elsewhere)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss() -> int:
-    """This process's RSS high-water mark in bytes (``VmHWM``; not inherited across exec,
-    unlike ``ru_maxrss``, which keeps the parent's RSS at fork time)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
+from _memory import peak_rss, reset_peak_rss
 
 OMICS_SIZES = [84, 314, 498, 335, 1496, 428]  # TCGA-BLCA-like group sizes (MCAT signatures)
 

@@ -89,21 +89,13 @@ def slide_features(
 ) -> np.ndarray | None:
     """Tile + embed each slide (cached under ``work_dir``); the patient's bag, or None."""
     from wsirisk.features import load_features
-    from wsirisk.features.encoders import build_encoder
-    from wsirisk.features.extract import ExtractOptions, Extractor
+    from wsirisk.features.extract import ExtractOptions, load_extractor
     from wsirisk.slides.tile import tile_slide
 
     if not slides:
         return None
     options = ExtractOptions.from_dict(config["features"], where="features")
-    encoder = build_encoder(
-        options.encoder,
-        options.weights,
-        weights_map=options.weights_map,
-        seed=options.seed,
-        input_size_px=options.input_size_px,
-    )
-    extractor = Extractor(encoder, options, progress=False)
+    extractor = load_extractor(options, progress=False)
     bags = []
     for slide in slides:
         slide_id = check_id(Path(slide).stem, "slide_id")

@@ -355,6 +355,20 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def load_extractor(options: ExtractOptions, progress: bool = True) -> Extractor:
+    """Build the configured encoder (warning when its weights are random) and its Extractor."""
+    encoder = build_encoder(
+        options.encoder,
+        options.weights,
+        weights_map=options.weights_map,
+        seed=options.seed,
+        input_size_px=options.input_size_px,
+    )
+    if encoder.weights.random_init:
+        log.warning("encoder %s uses RANDOM weights (features.weights: random)", encoder.name)
+    return Extractor(encoder, options, progress=progress)
+
+
 def parse_options(text: str) -> ExtractOptions:
     """``--options`` JSON -> ExtractOptions, with errors naming --options."""
     try:
@@ -378,16 +392,7 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads if args.threads is not None else options.threads
     if threads:
         torch.set_num_threads(int(threads))
-    encoder = build_encoder(
-        options.encoder,
-        options.weights,
-        weights_map=options.weights_map,
-        seed=options.seed,
-        input_size_px=options.input_size_px,
-    )
-    if encoder.weights.random_init:
-        log.warning("encoder %s uses RANDOM weights (features.weights: random)", encoder.name)
-    extractor = Extractor(encoder, options, progress=not args.no_progress)
+    extractor = load_extractor(options, progress=not args.no_progress)
     for slide, tiles, out in zip(args.slide, args.tiles, args.out, strict=True):
         attrs = extractor.extract_slide(slide, tiles, out)
         log.info(
@@ -405,6 +410,7 @@ __all__ = [
     "ExtractOptions",
     "Extractor",
     "build_parser",
+    "load_extractor",
     "parse_options",
     "read_tiles_store",
     "run",
