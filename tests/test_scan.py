@@ -7,9 +7,9 @@ import torch
 
 from wsirisk.models import scan
 from wsirisk.models.scan import (
-    chunk_bounds,
     chunked_scan,
     cuda_kernel_available,
+    plan_blocks,
     selective_scan,
     selective_scan_ref,
 )
@@ -82,20 +82,27 @@ def test_parity_long_sequence_many_chunks_and_initial_state(
     assert torch.allclose(g_ref, h0.grad, rtol=1e-4, atol=1e-5)
 
 
-def test_chunk_bounds_respect_decay_bound() -> None:
+@pytest.mark.parametrize("block_elems", [1, 64, 1 << 20])
+def test_blocks_cover_sequence_and_respect_decay_bound(block_elems: int) -> None:
     g = torch.Generator().manual_seed(1)
-    dt = torch.rand(1, 3, 200, generator=g) * 2.0
+    dt = torch.rand(1, 3, 203, generator=g) * 2.0
     dt[0, 1, 50] = 1e4  # one huge step: it must start a chunk, never sit inside one
     A = -torch.rand(3, 4, generator=g) * 10
     bound = 25.0
-    bounds = chunk_bounds(dt, A, bound, max_chunk=64)
-    assert bounds[0][0] == 0 and bounds[-1][1] == 200
-    assert all(e0 == s1 for (_, e0), (s1, _) in zip(bounds[:-1], bounds[1:], strict=True))
+    blocks = plan_blocks(dt, A, bound, max_chunk=64, step_elems=2, block_elems=block_elems)
     m = (dt[0] * A.abs().amax(1)[:, None]).amax(0)
-    for s, e in bounds:
-        assert 1 <= e - s <= 64
-        assert m[s + 1 : e].sum().item() < bound  # the first step's decay is free
-    assert any(s == 50 for s, _ in bounds)
+    pos, starts = 0, set()
+    for p, k, T in blocks:
+        assert p == pos and k >= 1 and 1 <= T <= 64
+        assert block_elems < 2 * T or 2 * k * T <= block_elems  # cache-sized unless 1 chunk
+        for s in range(p, p + k * T, T):
+            assert m[s + 1 : s + T].sum().item() < bound  # the first step's decay is free
+            starts.add(s)
+        pos = p + k * T
+    assert pos == 203 and 50 in starts
+    # smooth dt: long uniform chunks, few blocks
+    smooth = plan_blocks(torch.full((1, 3, 1000), 0.01), A, bound, 64, 2, 1 << 20)
+    assert [T for _, _, T in smooth] == [64] * len(smooth[:-2]) + [T for _, _, T in smooth[-2:]]
 
 
 def test_no_grad_forward_and_float64_inputs_run() -> None:

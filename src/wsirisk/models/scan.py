@@ -12,28 +12,32 @@ It uses mamba-ssm's kernel when that package imports and the tensors are on CUDA
 
 The pure-PyTorch scan splits time into chunks and, inside a chunk, uses the closed form
 ``h_t = e^{c_t} (sum_{s<=t} e^{-c_s} b_s) + e^{cum_t} h_0`` with ``cum`` the cumulative
-log-decay and ``c = cum - ref`` centred on the chunk. Chunk boundaries are chosen from the
+log-decay and ``c = cum - ref`` centred on the chunk. Chunk lengths are chosen from the
 largest per-step decay ``max_d dt_t |A_d|`` so that ``|c| <= log_decay_bound / 2`` (the first
 step of a chunk is free, so any ``dt`` is safe): nothing overflows however large ``dt`` gets.
-Chunks are padded to a common length (padding steps have ``dt = 0``: no decay, no input) and
-processed a cache-sized block of chunks at a time; the states entering the chunks of a block
-follow from a short sequential pass over chunk-end states, and the backward pass carries the
-adjoint state the same way in reverse. The autograd function keeps only the inputs and the
-state entering each block, and recomputes each block in the backward pass (activation
-checkpointing per block of chunks), so training memory is ``O(L (D + N))`` instead of
-``O(L D N)``. Channels are split into slabs run on parallel threads, each single-threaded.
+Time is cut into cache-sized blocks of uniform chunks (the chunk length is adapted per block,
+see :func:`plan_blocks`), so a block is a plain view of the sequence; the states entering the
+chunks of a block follow from a short sequential pass over chunk-end states, and the backward
+pass carries the adjoint state the same way in reverse. The autograd function keeps only the
+inputs and the state entering each block, and recomputes each block in the backward pass
+(activation checkpointing per block of chunks), so training memory is ``O(L (D + N))``
+instead of ``O(L D N)``. Channels are split into slabs run on parallel threads, each
+single-threaded.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 DEFAULT_LOG_DECAY_BOUND = 100.0
+LOG2E = 1.0 / math.log(2.0)
 DEFAULT_MAX_CHUNK = 64
 BLOCK_ELEMS = 1 << 19  # elements of one (b, D, N, chunks, T) block tensor (cache-sized)
 BLOCK_ELEMS_CUDA = 1 << 25  # on a GPU, few large launches matter more than cache
@@ -55,75 +59,96 @@ def cuda_kernel_available() -> bool:
     return torch.cuda.is_available() and _mamba_ssm_scan() is not None
 
 
-def chunk_bounds(
-    dt: Tensor, A: Tensor, log_decay_bound: float, max_chunk: int
-) -> list[tuple[int, int]]:
-    """Split ``range(L)`` into chunks whose log-decay range (steps 2..T) is below the bound.
+@functools.cache
+def _chunk_lengths(max_chunk: int) -> list[int]:
+    """Candidate chunk lengths, largest first (roughly geometric, always ending at 1)."""
+    out, t = [], float(max_chunk)
+    while t >= 1:
+        if not out or int(t) < out[-1]:
+            out.append(int(t))
+        t *= 0.8
+    return out if out[-1] == 1 else [*out, 1]
 
-    ``dt`` is (batch, D, L) and ``A`` (D, N). Chunk k holds the steps whose cumulative maximal
-    decay ``M_t = sum_{r<=t} max_d dt_r |A_d|`` falls in ``[k bound, (k+1) bound)``, so within
-    a chunk ``M_T - M_1 < bound``; long chunks are cut at ``max_chunk``.
+
+def plan_blocks(
+    dt: Tensor, A: Tensor, log_decay_bound: float, max_chunk: int, step_elems: int = 1,
+    block_elems: int | None = None,
+) -> list[tuple[int, int, int]]:  # fmt: skip
+    """Cover ``range(L)`` with blocks ``(start, n_chunks, T)`` of ``n_chunks`` chunks of ``T``
+    steps.
+
+    ``dt`` is (batch, D, L) and ``A`` (D, N). A chunk ``[s, s + T)`` is allowed when its
+    log-decay range ``sum_{r=s+1}^{s+T-1} max_d dt_r |A_d|`` is below the bound (the first
+    step's decay is free, so any ``dt`` is safe). Chunks are uniform inside a block, so a block
+    is a plain view of the sequence (no gather, no padding); per block the largest ``T`` that
+    covers the most steps is used, so a huge ``dt`` only shortens the chunks of its own block.
+    ``block_elems`` caps ``step_elems * n_chunks * T`` (cache-sized blocks).
     """
     L = dt.shape[-1]
-    if L == 0:
-        return []
-    a_max = A.detach().abs().amax(dim=-1).to(torch.float64)  # (D,)
-    m = (dt.detach().to(torch.float64) * a_max[:, None]).amax(dim=(0, 1))  # (L,)
-    seg = torch.floor(torch.cumsum(m, 0) / log_decay_bound).cpu()
-    change = torch.nonzero(seg[1:] != seg[:-1]).flatten() + 1
-    starts = [0, *change.tolist(), L]
-    bounds: list[tuple[int, int]] = []
-    for s, e in zip(starts[:-1], starts[1:], strict=True):
-        bounds.extend((i, min(i + max_chunk, e)) for i in range(s, e, max_chunk))
-    return bounds
+    budget = block_elems or BLOCK_ELEMS
+    a_max = A.detach().abs().amax(dim=-1).float()  # (D,)
+    m = (dt.detach().float() * a_max[:, None]).amax(dim=(0, 1)).cpu().numpy()
+    cum = np.cumsum(m, dtype=np.float64)
+    # longest allowed chunk from each start: cum[s + T - 1] - cum[s] < bound
+    t_max = np.searchsorted(cum, cum + log_decay_bound, side="left") - np.arange(L)
+    t_max = np.minimum(t_max, max_chunk).tolist()
+    blocks: list[tuple[int, int, int]] = []
+    p = 0
+    while p < L:
+        best = (0, 0, 1)  # (covered steps, n_chunks, T)
+        for T in _chunk_lengths(max_chunk):
+            if T > t_max[p]:  # the first chunk would not fit
+                continue
+            k_max = min(max(1, budget // (step_elems * T)), (L - p) // T)
+            if k_max == 0:
+                continue
+            k = next((i for i in range(k_max) if t_max[p + i * T] < T), k_max)
+            if k * T > best[0]:
+                best = (k * T, k, T)
+            if k == k_max:  # every chunk fits: no smaller T covers more
+                break
+        _, k, T = best
+        blocks.append((p, k, T))
+        p += k * T
+    return blocks
 
 
 class _Layout:
-    """Chunks padded to a common length ``T`` and grouped into blocks processed together.
+    """Blocks of uniform chunks (see :func:`plan_blocks`) as views of time-last tensors."""
 
-    Padding steps get ``dt = 0`` and ``u = 0``: no decay and no input, so they leave the
-    state unchanged. ``idx`` (C, T) gathers time steps, ``mask`` (C, T) marks real ones.
-    """
+    def __init__(self, blocks: list[tuple[int, int, int]]) -> None:
+        self.blocks = blocks
 
-    def __init__(self, bounds: list[tuple[int, int]], elems_per_chunk: int, device) -> None:
-        lens = torch.tensor([e - s for s, e in bounds], device=device)
-        starts = torch.tensor([s for s, _ in bounds], device=device)
-        self.T = int(lens.max())
-        steps = torch.arange(self.T, device=device)
-        self.mask = steps[None, :] < lens[:, None]
-        self.idx = torch.minimum(starts[:, None] + steps, (starts + lens - 1)[:, None])
-        budget = BLOCK_ELEMS_CUDA if torch.device(device).type == "cuda" else BLOCK_ELEMS
-        per = max(1, budget // (elems_per_chunk * self.T))
-        self.blocks = [(c, min(c + per, len(bounds))) for c in range(0, len(bounds), per)]
-        self.spans = [(bounds[c0][0], bounds[c1 - 1][1]) for c0, c1 in self.blocks]
+    def gather(self, x: Tensor, i: int, shape: tuple[int, ...]) -> Tensor:
+        """``x[..., L]`` -> block ``i`` as ``(*shape, n_chunks, T)`` (a view)."""
+        p, k, T = self.blocks[i]
+        return x[..., p : p + k * T].reshape(*shape, k, T).contiguous()
 
-    def gather(self, x: Tensor, c0: int, c1: int, shape: tuple[int, ...]) -> Tensor:
-        """``x[..., L]`` -> padded block ``(..., chunks, T)`` viewed as ``shape``."""
-        out = x[..., self.idx[c0:c1]] * self.mask[c0:c1]
-        return out.view(*shape, c1 - c0, self.T)
-
-    def scatter(self, out: Tensor, block: Tensor, c0: int, c1: int, span: tuple[int, int]) -> None:
-        """Write the real steps of a padded block ``(..., chunks, T)`` into ``out[..., span]``."""
-        out[..., span[0] : span[1]] = block[..., self.mask[c0:c1]]
+    def scatter(self, out: Tensor, block: Tensor, i: int) -> None:
+        """Write block ``i`` ``(..., n_chunks, T)`` into ``out[..., L]``."""
+        p, k, T = self.blocks[i]
+        out[..., p : p + k * T] = block.flatten(-2)
 
 
 def _block_states(
-    u: Tensor, dt: Tensor, A6: Tensor, Bm: Tensor, h0: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """States of a block of chunks (layout (b, G, Dg, N, chunks, T); u, dt have N = 1).
+    u: Tensor, dt: Tensor, A2: Tensor, Bm: Tensor, h0: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Scaled states of a block of chunks (layout (b, G, Dg, N, chunks, T); u, dt: N = 1).
 
-    Inside chunk c, ``h_t = e^{c_t} (H_c e^{ref} + sum_{s<=t} e^{-c_s} b_s)`` with
-    ``c_t = A (sum_{r<=t} dt_r - ref)`` centred on the chunk; the chunk's incoming state
-    ``H_c`` follows from the chunk-end states by a short sequential pass over chunks.
-    Returns ``h``, ``bx``, ``e = exp(c)``, ``exp(ref A)``, the chunk decays ``exp(A sum dt)``
-    (b, G, Dg, N, chunks) and the state after the block.
+    ``A2`` is ``A log2(e)`` as (G, Dg, N, 1, 1). Inside chunk c,
+    ``h_t = e^{c_t} (k_c + sum_{s<=t} w_s)`` with ``w_s = e^{-c_s} b_s``,
+    ``c_t = A (sum_{r<=t} dt_r - ref)`` centred on the chunk and ``k_c = e^{ref} H_c`` the
+    scaled incoming state; ``H_c`` follows from the chunk-end states by a short sequential
+    pass over chunks. Returns ``cs`` (``h = e * cs``), ``w`` (with ``k`` added at the first
+    step), ``e = exp(c)``, ``exp(ref A)``, the chunk decays ``exp(A sum dt)``, ``k`` (all but
+    the first three are (b, G, Dg, N, chunks)) and the state after the block.
     """
     sdt = dt.cumsum(-1)  # A factors out of the time cumsum of the log-decay
     ref = 0.5 * (sdt[..., :1] + sdt[..., -1:])
-    e_ref = (ref * A6).exp_()  # may underflow to 0: it only scales the negligible carry-in
-    e = ((sdt - ref) * A6).exp_()  # within [e^{-bound/2}, e^{bound/2}]
-    bx = (dt * u) * Bm
-    w = bx / e
+    # exp(x A) as exp2(x A log2 e): torch's exp2 is several times faster than exp on CPU
+    e_ref = (ref * A2).exp2_()  # may underflow to 0: it only scales the negligible carry-in
+    e = ((sdt - ref) * A2).exp2_()  # within [e^{-bound/2}, e^{bound/2}]
+    w = ((dt * u) * Bm).div_(e)
     e_last = e[..., -1]
     decay = e_last * e_ref[..., 0]
     h_end = e_last * w.sum(-1)  # chunk-end states from a zero start
@@ -132,8 +157,9 @@ def _block_states(
     for c in range(h_end.shape[-1]):  # tiny (b, G, Dg, N) ops
         carry_in[..., c] = h
         h = decay[..., c] * h + h_end[..., c]
-    w[..., 0] += e_ref[..., 0] * carry_in  # the carry-in is a constant inside the cumsum
-    return w.cumsum_(-1).mul_(e), bx, e, e_ref, decay, h
+    k = e_ref[..., 0] * carry_in
+    w[..., 0] += k  # the carry-in is a constant inside the cumsum
+    return w.cumsum(-1), w, e, e_ref, decay, k, h
 
 
 def _forward_slab(
@@ -144,17 +170,19 @@ def _forward_slab(
     each block and (if ``keep``) the block activations."""
     b, g, ds, _ = u.shape
     n = Bm.shape[2]
-    A6 = A.reshape(g, ds, n, 1, 1)
+    A2 = A.reshape(g, ds, n, 1, 1) * LOG2E
     starts, acts = [], []
-    for (c0, c1), span in zip(lay.blocks, lay.spans, strict=True):
+    for i in range(len(lay.blocks)):
         starts.append(h0)
-        uc = lay.gather(u, c0, c1, (b, g, ds, 1))
-        dtc = lay.gather(dt, c0, c1, (b, g, ds, 1))
-        Bc = lay.gather(Bm, c0, c1, (b, g, 1, n))
-        Cc = lay.gather(Cm, c0, c1, (b, g, 1, n))
-        states = _block_states(uc, dtc, A6, Bc, h0)
+        uc = lay.gather(u, i, (b, g, ds, 1))
+        dtc = lay.gather(dt, i, (b, g, ds, 1))
+        Bc = lay.gather(Bm, i, (b, g, 1, n))
+        Cc = lay.gather(Cm, i, (b, g, 1, n))
+        states = _block_states(uc, dtc, A2, Bc, h0)
         h0 = states[-1]
-        lay.scatter(y, (states[0] * Cc).sum(3), c0, c1, span)
+        cs, ex = states[0], states[2]
+        h = cs * ex if keep else cs.mul_(ex)
+        lay.scatter(y, h.mul_(Cc).sum(3), i)
         if keep:
             acts.append(states)
     return h0, starts, acts
@@ -170,37 +198,44 @@ def _backward_slab(
     gu, gdt = grads
     b, g, ds, L = u.shape
     n = Bm.shape[2]
-    A6 = A.reshape(g, ds, n, 1, 1)
+    A2 = A.reshape(g, ds, n, 1, 1) * LOG2E
+    A_row = A.reshape(1, g, ds, 1, n)
     gB, gC = torch.empty_like(Bm), torch.empty_like(Cm)
     gA = u.new_zeros(g, ds, n)
     for i in reversed(range(len(lay.blocks))):
-        (c0, c1), span = lay.blocks[i], lay.spans[i]
-        uc = lay.gather(u, c0, c1, (b, g, ds, 1))
-        dtc = lay.gather(dt, c0, c1, (b, g, ds, 1))
-        Bc = lay.gather(Bm, c0, c1, (b, g, 1, n))
-        Cc = lay.gather(Cm, c0, c1, (b, g, 1, n))
-        gyc = lay.gather(gy, c0, c1, (b, g, ds, 1))
+        k_chunks = lay.blocks[i][1]
+        uc = lay.gather(u, i, (b, g, ds, 1))
+        dtc = lay.gather(dt, i, (b, g, ds, 1))
+        Bc = lay.gather(Bm, i, (b, g, 1, n))
+        Cc = lay.gather(Cm, i, (b, g, 1, n))
+        gyc = lay.gather(gy, i, (b, g, ds, 1))
         if acts:
-            h, bx, ex, e_ref, decay, _ = acts.pop()
+            cs, w, ex, e_ref, decay, k, _ = acts.pop()
         else:
-            h, bx, ex, e_ref, decay, _ = _block_states(uc, dtc, A6, Bc, starts[i])
-        lay.scatter(gC, (gyc * h).sum(2), c0, c1, span)
-        # adjoint inside chunk c: gh_t = e^{-c_t} (sum_{s>=t} e^{c_s} C_s gy_s + e^{c_T} G_c)
-        r = (gyc * Cc).mul_(ex)
+            cs, w, ex, e_ref, decay, k, _ = _block_states(uc, dtc, A2, Bc, starts[i])
+        q = gyc * ex  # h = e * cs, so gy . h = (gy e) . cs
+        lay.scatter(gC, (q * cs).sum(2), i)
+        # adjoint inside chunk c: gh_t = e^{-c_t} R_t with
+        # R_t = sum_{s>=t} e^{c_s} C_s gy_s + e^{c_T} G_c
+        r = q.mul_(Cc)
         r_sum = r.sum(-1)
         carry_out = torch.empty_like(r_sum)
-        for c in reversed(range(c1 - c0)):  # G_{c-1} = e^{ref} r_sum_c + decay_c G_c
+        for c in reversed(range(k_chunks)):  # G_{c-1} = e^{ref} r_sum_c + decay_c G_c
             carry_out[..., c] = carry
             carry = e_ref[..., c, 0] * r_sum[..., c] + decay[..., c] * carry
         r[..., -1] += ex[..., -1] * carry_out
-        gh = r.flip(-1).cumsum_(-1).flip(-1).div_(ex)
-        ga = h.sub_(bx).mul_(gh)  # gh_t * exp(a_t) h_{t-1}
+        big_r = r.flip(-1).cumsum_(-1).flip(-1)
+        # gh_t exp(a_t) h_{t-1} = R_t (cs_t - w_t) (+ k at the first step)
+        ga = cs.sub_(w)
+        ga[..., 0] = k
+        ga.mul_(big_r)
         gA += (ga * dtc).sum(dim=(0, 4, 5))
+        ga_a = torch.matmul(A_row, ga.flatten(-2)).view(b, g, ds, k_chunks, -1)  # sum_n ga A
+        gh = big_r.div_(ex)
         ghB = (gh * Bc).sum(3)
-        lay.scatter(gu, dtc[:, :, :, 0] * ghB, c0, c1, span)
-        gdt_c = uc[:, :, :, 0] * ghB + ga.mul_(A6).sum(3)
-        lay.scatter(gdt, gdt_c, c0, c1, span)
-        lay.scatter(gB, gh.mul_(dtc * uc).sum(2), c0, c1, span)
+        lay.scatter(gu, dtc[:, :, :, 0] * ghB, i)
+        lay.scatter(gdt, ga_a.addcmul_(uc[:, :, :, 0], ghB), i)
+        lay.scatter(gB, gh.mul_(dtc * uc).sum(2), i)
     return gA, gB, gC, carry
 
 
@@ -251,11 +286,11 @@ class _ChunkedScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, dt, A, Bm, Cm, h_init, bounds, need_last, checkpoint):  # type: ignore[override]
+    def forward(ctx, u, dt, A, Bm, Cm, h_init, blocks, need_last, checkpoint):  # type: ignore[override]
         b, dd, L = u.shape
         g, n = Bm.shape[1], Bm.shape[2]
         dg = dd // g
-        lay = _Layout(bounds, b * dd * n, u.device)
+        lay = _Layout(blocks)
         y = u.new_empty(b, dd, L)
         h0 = u.new_zeros(b, g, dg, n) if h_init is None else h_init.reshape(b, g, dg, n)
         u4, dt4, y4 = (t.view(b, g, dg, -1) for t in (u, dt, y))
@@ -341,13 +376,15 @@ def chunked_scan(
         y0 = f32[0].new_zeros(u.shape)
         last0 = f32[0].new_zeros(u.shape[0], u.shape[1], A.shape[1])
         return (y0, last0 if initial_state is None else initial_state) if return_last_state else y0
-    bounds = chunk_bounds(f32[1], f32[2], log_decay_bound, max_chunk)
+    budget = BLOCK_ELEMS_CUDA if u.is_cuda else BLOCK_ELEMS
+    step_elems = u.shape[0] * u.shape[1] * A.shape[1]
+    blocks = plan_blocks(f32[1], f32[2], log_decay_bound, max_chunk, step_elems, budget)
     h_init = None if initial_state is None else initial_state.float()
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (*f32, h_init)
     )
     checkpoint = checkpoint or not needs_grad
-    y, last = _ChunkedScan.apply(*f32, h_init, bounds, return_last_state, checkpoint)
+    y, last = _ChunkedScan.apply(*f32, h_init, blocks, return_last_state, checkpoint)
     return (y, last) if return_last_state else y
 
 
@@ -447,9 +484,9 @@ def selective_scan_ref(
 __all__ = [
     "DEFAULT_LOG_DECAY_BOUND",
     "DEFAULT_MAX_CHUNK",
-    "chunk_bounds",
     "chunked_scan",
     "cuda_kernel_available",
+    "plan_blocks",
     "selective_scan",
     "selective_scan_ref",
 ]
