@@ -15,6 +15,7 @@ and "mcat" (genomic-query co-attention: its attention is 6 x N, so it is cheap i
 
     python bench/scaling.py                                  # 1k, 10k, 20k patches, 1 thread
     python bench/scaling.py --patches 1000,5000 --models me_mamba,transmil
+    python bench/scaling.py --device cuda --threads 8     # on a GPU (mamba-ssm kernels if importable)
 
 One intra-op thread by default: the ratios are what this benchmark is about, and on a shared
 2-core machine OpenMP's fork/join stalls whenever another process holds a core, which makes
@@ -40,41 +41,54 @@ from _memory import peak_rss, reset_peak_rss
 OMICS_SIZES = [84, 314, 498, 335, 1496, 428]  # TCGA-BLCA-like group sizes (MCAT signatures)
 
 
-def worker(name: str, n: int, threads: int, repeats: int) -> dict[str, float]:
-    """``repeats`` training steps in this process: best seconds, peak RSS delta (MiB)."""
+def worker(name: str, n: int, threads: int, repeats: int, device: str) -> dict[str, float]:
+    """``repeats`` training steps in this process: best seconds, peak memory delta (MiB):
+    RSS on CPU, ``torch.cuda.max_memory_allocated`` on CUDA."""
     import psutil
 
     from wsirisk.models import build_model, nll_loss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_model(name, path_dim=1024, omics_sizes=OMICS_SIZES, n_bins=4).train()
+    dev = torch.device(device)
+    model = build_model(name, path_dim=1024, omics_sizes=OMICS_SIZES, n_bins=4).train().to(dev)
     g = torch.Generator().manual_seed(1)
-    omics = [torch.randn(s, generator=g) for s in OMICS_SIZES]
-    y, c = torch.tensor([1]), torch.tensor([0.0])
+    omics = [torch.randn(s, generator=g).to(dev) for s in OMICS_SIZES]
+    y, c = torch.tensor([1], device=dev), torch.tensor([0.0], device=dev)
+    cuda = dev.type == "cuda"
 
     def step(x: torch.Tensor) -> None:
         model.zero_grad(set_to_none=False)
         out = model(x, omics)
         (nll_loss(out.logits, y, c) + out.aux_loss).backward()
 
-    step(torch.randn(256, 1024, generator=g))  # warm-up: kernels, grads allocated
-    x = torch.randn(n, 1024, generator=g)
+    step(torch.randn(256, 1024, generator=g).to(dev))  # warm-up: kernels, grads allocated
+    x = torch.randn(n, 1024, generator=g).to(dev)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
     reset_peak_rss()
     rss0 = psutil.Process().memory_info().rss
     times, cpu = [], []
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         step(x)
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    peak = peak_rss()
-    return {"seconds": min(times), "cpu_s": min(cpu), "peak_mib": max(peak - rss0, 0) / 2**20}
+    peak = torch.cuda.max_memory_allocated() if cuda else peak_rss()
+    delta = peak - (base if cuda else rss0)
+    return {"seconds": min(times), "cpu_s": min(cpu), "peak_mib": max(delta, 0) / 2**20}
 
 
-def _worker_run(name: str, n: int, threads: int, repeats: int, memory: bool) -> dict | None:
+def _worker_run(
+    name: str, n: int, args: argparse.Namespace, memory: bool
+) -> dict | None:  # fmt: skip
     cmd = [sys.executable, __file__, "--worker", name, "--patches", str(n)]
-    cmd += ["--threads", str(threads), "--repeats", str(1 if memory else repeats)]
+    cmd += ["--threads", str(args.threads), "--repeats", str(1 if memory else args.repeats)]
+    cmd += ["--device", args.device]
     env = dict(os.environ)
     if memory:  # freed tensors go straight back to the OS, so RSS follows live memory
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
@@ -85,14 +99,17 @@ def _worker_run(name: str, n: int, threads: int, repeats: int, memory: bool) -> 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_case(name: str, n: int, threads: int, repeats: int) -> dict[str, float] | None:
-    """Times from a default-allocator run, peak memory from a fixed-mmap-threshold run."""
-    timed = _worker_run(name, n, threads, repeats, memory=False)
-    mem = _worker_run(name, n, threads, repeats, memory=True) if timed else None
+def run_case(name: str, n: int, args: argparse.Namespace) -> dict[str, float] | None:
+    """Times from a default-allocator run, peak memory from a fixed-mmap-threshold run (on
+    CUDA one run gives both: the caching allocator's peak is exact)."""
+    timed = _worker_run(name, n, args, memory=False)
+    if timed is not None and args.device != "cpu":
+        return timed
+    mem = _worker_run(name, n, args, memory=True) if timed else None
     return None if timed is None or mem is None else {**timed, "peak_mib": mem["peak_mib"]}
 
 
-def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
+def plot(results: dict[str, dict[int, dict[str, float]]], path: Path, device: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +125,7 @@ def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("One training step (fwd + bwd), CPU")
+    fig.suptitle(f"One training step (fwd + bwd), {device}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -121,25 +138,28 @@ def main() -> None:
     ap.add_argument("--baseline", default="transmil")
     ap.add_argument("--threads", type=int, default=1, help="1: stable on a shared machine")
     ap.add_argument("--repeats", type=int, default=1, help="best of N steps (shared machines)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (memory: CUDA allocator peak)")
     ap.add_argument("--png", type=Path, default=Path("results/bench/scaling.png"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     patches = [int(v) for v in args.patches.split(",")]
     if args.worker:
-        print(json.dumps(worker(args.worker, patches[0], args.threads, args.repeats)))
+        res = worker(args.worker, patches[0], args.threads, args.repeats, args.device)
+        print(json.dumps(res))
         return
     models = args.models.split(",")
     results: dict[str, dict[int, dict[str, float]]] = {m: {} for m in models}
     print(f"{'model':>10} {'patches':>8} {'seconds':>9} {'peak MiB':>9}")
     for n in patches:
         for name in models:
-            r = run_case(name, n, args.threads, args.repeats)
+            r = run_case(name, n, args)
             if r is None:
                 continue
             results[name][n] = r
             print(f"{name:>10} {n:>8} {r['seconds']:9.2f} {r['peak_mib']:9.0f}", flush=True)
-    plot(results, args.png)
+    plot(results, args.png, args.device)
     summary: dict[str, object] = {
+        "device": args.device,
         "threads": args.threads,
         "repeats": args.repeats,
         "baseline": args.baseline,
