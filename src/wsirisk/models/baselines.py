@@ -10,8 +10,10 @@ from .common import (
     PATHOLOGY,
     AttentionPool,
     ModelOutput,
+    MultimodalModel,
     check_inputs,
     concat_fusion_head,
+    patch_fc,
     snn_encoder,
     zero_loss,
 )
@@ -52,7 +54,7 @@ class ABMIL(nn.Module):
         super().__init__()
         self.modalities: set[str] = {PATHOLOGY}
         self.path_dim = path_dim
-        self.fc = nn.Sequential(nn.Linear(path_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.fc = patch_fc(path_dim, hidden, dropout)
         self.pool = AttentionPool(hidden, dropout)
         self.classifier = nn.Linear(hidden, n_bins)
 
@@ -64,7 +66,7 @@ class ABMIL(nn.Module):
         return ModelOutput(self.classifier(h), zero_loss(h), a, {PATHOLOGY: h.detach()})
 
 
-class ABMILSNN(nn.Module):
+class ABMILSNN(MultimodalModel):
     """Late fusion of ABMIL (pathology) and SNN (genomics) bag vectors (PORPOISE 'concat').
 
     ``[h_path, h_omic] -> Linear-ReLU-Linear-ReLU -> classifier``. A missing modality skips its
@@ -79,14 +81,8 @@ class ABMILSNN(nn.Module):
         dropout: float = 0.25,
         hidden: int = 256,
     ) -> None:
-        super().__init__()
-        if not omics_sizes:
-            raise ValueError("abmil_snn needs omics_sizes")
-        self.modalities: set[str] = {PATHOLOGY, GENOMICS}
-        self.path_dim = path_dim
-        self.omics_sizes = list(omics_sizes)
-        self.hidden = hidden
-        self.fc = nn.Sequential(nn.Linear(path_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
+        super().__init__("abmil_snn", path_dim, omics_sizes, hidden)
+        self.fc = patch_fc(path_dim, hidden, dropout)
         self.pool = AttentionPool(hidden, dropout)
         self.omic = snn_encoder(sum(self.omics_sizes), hidden, dropout)
         self.mm, self.classifier = concat_fusion_head(hidden, n_bins)

@@ -49,6 +49,25 @@ def snn_encoder(dim_in: int, hidden: int = 256, dropout: float = 0.25) -> nn.Seq
     return net
 
 
+def patch_fc(path_dim: int, hidden: int, dropout: float = 0.25) -> nn.Sequential:
+    """Patch features -> hidden: Linear-ReLU-Dropout (the PORPOISE / MCAT patch embedding)."""
+    return nn.Sequential(nn.Linear(path_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
+
+
+class MultimodalModel(nn.Module):
+    """Set-up shared by the pathology + genomics models: checks ``omics_sizes`` and records
+    ``modalities``, ``path_dim``, ``omics_sizes`` and ``hidden`` (the fused vector size)."""
+
+    def __init__(
+        self, name: str, path_dim: int, omics_sizes: list[int] | None, hidden: int
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if not omics_sizes:
+            raise ValueError(f"{name} needs omics_sizes")
+        self.modalities: set[str] = {PATHOLOGY, GENOMICS}
+        self.path_dim, self.omics_sizes, self.hidden = path_dim, list(omics_sizes), hidden
+
+
 class GatedAttention(nn.Module):
     """Gated attention scores (Ilse et al. ABMIL / CLAM ``Attn_Net_Gated``).
 

@@ -23,8 +23,10 @@ from .common import (
     PATHOLOGY,
     AttentionPool,
     ModelOutput,
+    MultimodalModel,
     check_inputs,
     concat_fusion_head,
+    patch_fc,
     snn_encoder,
     zero_loss,
 )
@@ -42,7 +44,7 @@ def _encoder(dim: int, dropout: float, layers: int = 2, heads: int = 8) -> nn.Tr
     return nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
 
 
-class MCAT(nn.Module):
+class MCAT(MultimodalModel):
     """Multimodal co-attention transformer for survival (see module docstring)."""
 
     def __init__(
@@ -54,15 +56,9 @@ class MCAT(nn.Module):
         hidden: int = 256,
         n_layers: int = 2,
     ) -> None:
-        super().__init__()
-        if not omics_sizes:
-            raise ValueError("mcat needs omics_sizes")
-        self.modalities: set[str] = {PATHOLOGY, GENOMICS}
-        self.path_dim = path_dim
-        self.omics_sizes = list(omics_sizes)
-        self.hidden = hidden
-        self.wsi_net = nn.Sequential(nn.Linear(path_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
-        self.sig_networks = nn.ModuleList(snn_encoder(n, hidden, dropout) for n in omics_sizes)
+        super().__init__("mcat", path_dim, omics_sizes, hidden)
+        self.wsi_net = patch_fc(path_dim, hidden, dropout)
+        self.sig_networks = nn.ModuleList(snn_encoder(n, hidden, dropout) for n in self.omics_sizes)
         self.coattn = nn.MultiheadAttention(hidden, num_heads=1, batch_first=True)
         self.path_transformer = _encoder(hidden, dropout, n_layers)
         self.path_pool = AttentionPool(hidden, dropout)

@@ -59,7 +59,9 @@ from .common import (
     AttentionPool,
     GatedAttention,
     ModelOutput,
+    MultimodalModel,
     check_inputs,
+    patch_fc,
     snn_encoder,
 )
 from .losses import mmd2
@@ -219,7 +221,7 @@ class SynergisticExpert(nn.Module):
         return self.norm(seq), loss
 
 
-class MEMamba(nn.Module):
+class MEMamba(MultimodalModel):
     """Multi-Expert Mamba survival model (see module docstring for every design choice)."""
 
     def __init__(
@@ -242,21 +244,18 @@ class MEMamba(nn.Module):
         transpose_stride: int = 10,
         stream_chunk: int = DEFAULT_STREAM_CHUNK,
     ) -> None:
-        super().__init__()
-        if not omics_sizes:
-            raise ValueError("me_mamba needs omics_sizes")
+        super().__init__("me_mamba", path_dim, omics_sizes, dim)
         if isinstance(scans, str):
             scans = [s.strip() for s in scans.split(",") if s.strip()]
-        self.modalities: set[str] = {PATHOLOGY, GENOMICS}
-        self.path_dim, self.omics_sizes, self.mmd_weight = path_dim, list(omics_sizes), mmd_weight
+        self.mmd_weight = mmd_weight
         layer_kw = {
             "scans": tuple(scans),
             "dropout": dropout,
             "transpose_stride": transpose_stride,
             "stream_chunk": stream_chunk,
         }
-        self.path_fc = nn.Sequential(nn.Linear(path_dim, dim), nn.ReLU(), nn.Dropout(dropout))
-        self.omic_nets = nn.ModuleList(snn_encoder(n, dim, dropout) for n in omics_sizes)
+        self.path_fc = patch_fc(path_dim, dim, dropout)
+        self.omic_nets = nn.ModuleList(snn_encoder(n, dim, dropout) for n in self.omics_sizes)
         self.path_expert = UnimodalExpert(dim, n_layers, **layer_kw)
         self.omic_expert = UnimodalExpert(dim, n_layers, **layer_kw)
         self.synergistic = (

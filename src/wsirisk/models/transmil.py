@@ -25,6 +25,7 @@ from .common import (
     GENOMICS,
     PATHOLOGY,
     ModelOutput,
+    MultimodalModel,
     check_inputs,
     concat_fusion_head,
     snn_encoder,
@@ -118,7 +119,7 @@ class PPEG(nn.Module):
         return torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)
 
 
-class TransMILSNN(nn.Module):
+class TransMILSNN(MultimodalModel):
     """TransMIL pathology branch + SNN genomics, concat fusion (see module docstring)."""
 
     def __init__(
@@ -130,11 +131,7 @@ class TransMILSNN(nn.Module):
         hidden: int = 256,
         trans_dim: int = 512,
     ) -> None:
-        super().__init__()
-        if not omics_sizes:
-            raise ValueError("transmil needs omics_sizes")
-        self.modalities: set[str] = {PATHOLOGY, GENOMICS}
-        self.path_dim, self.omics_sizes, self.hidden = path_dim, list(omics_sizes), hidden
+        super().__init__("transmil", path_dim, omics_sizes, hidden)
         self.fc1 = nn.Sequential(nn.Linear(path_dim, trans_dim), nn.ReLU())
         self.cls_token = nn.Parameter(torch.randn(1, 1, trans_dim) * 0.02)
         self.layer1, self.layer2 = TransLayer(trans_dim), TransLayer(trans_dim)
