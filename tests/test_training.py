@@ -27,6 +27,18 @@ PATH_DIM = 16
 
 
 # ---- synthetic cohort ---------------------------------------------------------------------
+def write_alternating_splits(split_dir: Path, cases: list[str], n_folds: int = 2) -> Path:
+    """``splits_<k>.csv`` files (``,train,val`` layout): case ``i`` is in fold ``i % n_folds``."""
+    split_dir.mkdir()
+    for k in range(n_folds):
+        val = cases[k::n_folds]
+        train = [c for c in cases if c not in val]
+        pd.DataFrame({"train": pd.Series(train), "val": pd.Series(val)}).to_csv(
+            split_dir / f"splits_{k}.csv"
+        )
+    return split_dir
+
+
 def write_cohort(tmp: Path, n: int = 40, seed: int = 0) -> tuple[Path, Path]:
     """A PORPOISE-style CSV whose G0A_rnaseq drives survival, and its signatures.csv."""
     rng = np.random.default_rng(seed)
@@ -325,14 +337,7 @@ def test_train_cli_rejects_bad_options(cohort: Path, tmp_path: Path) -> None:
 def test_evaluate_omics_cli_prints_json_last(tmp_path: Path, capsys) -> None:
     csv, sig = write_cohort(tmp_path, n=40)
     cases = [f"TCGA-XX-{i:04d}" for i in range(40)] + ["TCGA-NOT-HERE"]
-    split_dir = tmp_path / "splits"
-    split_dir.mkdir()
-    for k in range(2):
-        val = cases[k::2]
-        train = [c for c in cases if c not in val]
-        pd.DataFrame({"train": pd.Series(train), "val": pd.Series(val)}).to_csv(
-            split_dir / f"splits_{k}.csv"
-        )
+    split_dir = write_alternating_splits(tmp_path / "splits", cases)
     argv = ["evaluate-omics", str(csv), "--splits", str(split_dir), "--signatures", str(sig)]
     argv += ["--model", "snn", "--n-folds", "2", "--epochs", "2", "--grad-accum", "4"]
     assert main(argv) == 0

@@ -288,3 +288,23 @@ def prepare_fold(
         omics_sizes=[int(groups[s].shape[1]) for s in SLUGS],
         missing=missing,
     )
+
+
+def inner_split(
+    samples: list[Sample], frac: float, seed: int = 0
+) -> tuple[list[Sample], list[Sample]]:
+    """Seeded split of (training) samples into ``(fit, stop)``, stratified by event status.
+
+    ``stop`` holds about ``frac`` of the patients (at least one per event class when possible)
+    and serves as an inner validation set for early stopping; order within each part is kept.
+    """
+    if not 0 < frac < 1:
+        raise ValueError(f"inner validation fraction must be in (0, 1), got {frac}")
+    rng = np.random.default_rng(seed)
+    stop: set[int] = set()
+    for event in sorted({s.censorship for s in samples}):
+        idx = np.array([i for i, s in enumerate(samples) if s.censorship == event])
+        n_stop = min(len(idx) - 1, max(1, round(frac * len(idx))))
+        stop.update(rng.permutation(idx)[:n_stop].tolist())
+    fit = [s for i, s in enumerate(samples) if i not in stop]
+    return fit, [s for i, s in enumerate(samples) if i in stop]

@@ -7,26 +7,34 @@ The table is grouped into the six categories by the same builder as ``wsirisk om
 temporary omics.zarr); bins and the omics scaler are fit on each training fold. Per-epoch logs
 go to stderr; the LAST stdout line is one JSON object (cindex_folds, cindex_mean, cindex_std,
 model, table, seconds, ...). The C-index of a fold is the last epoch's (no selection on val).
+
+Two options never look at the validation fold either: ``--seeds K`` trains K models per fold
+(seeds ``seed .. seed+K-1``) and scores the mean of their risks; ``--inner-val FRAC`` holds out
+a stratified, seeded (member seed) FRAC of the training fold, trains on the rest and keeps the
+weights of the epoch with the best C-index on that inner set (first such epoch on ties).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from wsirisk.training.data import prepare_fold
+from wsirisk.training.data import FoldData, Sample, inner_split, prepare_fold
 from wsirisk.training.metrics import censoring_warning, cindex, mean_std
 from wsirisk.training.splits import read_split_dir
 from wsirisk.training.train import best_epoch
-from wsirisk.training.trainer import TrainOptions, train_fold
+from wsirisk.training.trainer import TrainOptions, predict_samples, train_fold
 
 # Defaults chosen on TCGA-COADREAD (not one of the reported cohorts; docs/results.md): Adam,
 # one patient per step, 20 epochs, NaNs imputed with training-fold means but no z-scoring
@@ -47,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "clip": None,
     "seed": 0,
     "device": "cpu",
+    "seeds": 1,
+    "inner_val": None,
 }
 
 
@@ -75,6 +85,16 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--clip", type=float, default=None, help="clip scaled omics to +-CLIP")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument(
+        "--seeds", type=int, default=DEFAULTS["seeds"], help="ensemble of K seeds per fold"
+    )
+    parser.add_argument(
+        "--inner-val",
+        type=float,
+        default=DEFAULTS["inner_val"],
+        metavar="FRAC",
+        help="early stopping on a held-out FRAC of the training fold (default: off)",
+    )
     parser.add_argument("--device", default=DEFAULTS["device"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
@@ -108,10 +128,49 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
     )
 
 
+def fit_member(
+    data: FoldData, opts: TrainOptions, inner_val: float | None, log: Callable[[str], None]
+) -> tuple[np.ndarray, list[Sample], dict[str, Any]]:
+    """Train one model on ``data.train``; its risks on ``data.val``, those patients, and info.
+
+    With ``inner_val``, the model is fit on part of ``data.train`` and its weights are those of
+    the best epoch on the rest (bins and scaler stay those of the whole training fold).
+    """
+    if not inner_val:
+        result = train_fold(data, opts, None, log)
+        return result.val.risk, result.val_samples, {"best": best_epoch(result.history)}
+    fit, stop = inner_split(data.train, inner_val, opts.seed)
+    best: dict[str, Any] = {"epoch": None, "inner_cindex": None}
+    state: dict[str, torch.Tensor] = {}
+
+    def keep(record: dict[str, Any], model: torch.nn.Module) -> None:
+        c = record["val_cindex"]
+        if c is not None and (best["inner_cindex"] is None or c > best["inner_cindex"]):
+            best.update(epoch=record["epoch"], inner_cindex=c)
+            state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    inner = dataclasses.replace(data, train=fit, val=stop)
+    result = train_fold(inner, opts, None, log, on_epoch=keep)
+    if state:  # else (inner C-index never defined): the last epoch
+        result.model.load_state_dict(state)
+    pred, val = predict_samples(result.model, data.val, result.device, data.bins.n_bins)
+    return pred.risk, val, {"inner_best": best, "n_inner": [len(fit), len(stop)]}
+
+
 def evaluate(
-    table: Path, split_dir: Path, signatures: Path, opts: TrainOptions, n_folds: int = 5
+    table: Path,
+    split_dir: Path,
+    signatures: Path,
+    opts: TrainOptions,
+    n_folds: int = 5,
+    seeds: int = 1,
+    inner_val: float | None = None,
 ) -> dict[str, Any]:
     """Cross-validate ``opts.model`` on the omics of ``table``; return the summary dict."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if inner_val is not None and not 0 <= inner_val < 1:
+        raise ValueError(f"inner_val must be in [0, 1) (0 = off), got {inner_val}")
     from wsirisk.omics.build import build_omics
     from wsirisk.omics.load import load_omics
 
@@ -126,20 +185,37 @@ def evaluate(
     folds, dropped = read_split_dir(split_dir, n_folds, set(omics.patients))
     values: list[float | None] = []
     reasons: list[str | None] = []
-    best: list[dict[str, Any] | None] = []
+    members: list[list[float | None]] = []
+    infos: list[list[dict[str, Any]]] = []
     for k, fold in enumerate(folds):
         data = prepare_fold(omics, fold, opts.n_bins, opts.standardize, clip=opts.clip)
+        risks, fold_members, fold_infos = [], [], []
+        for seed in range(opts.seed, opts.seed + seeds):
+            tag = f"[{opts.model} fold {k} seed {seed}{' inner-val' if inner_val else ''}]"
 
-        def log(line: str, k: int = k) -> None:
-            print(f"[{opts.model} fold {k}] {line}", file=sys.stderr, flush=True)
+            def log(line: str, tag: str = tag) -> None:
+                print(f"{tag} {line}", file=sys.stderr, flush=True)
 
-        result = train_fold(data, opts, None, log)
-        val = result.val_samples
-        c = cindex([s.months for s in val], result.val.risk, [s.censorship for s in val])
+            member_opts = dataclasses.replace(opts, seed=seed)
+            risk, val, info = fit_member(data, member_opts, inner_val, log)
+            months, cens = [s.months for s in val], [s.censorship for s in val]
+            fold_members.append(cindex(months, risk, cens).value)
+            fold_infos.append(info)
+            risks.append(risk)
+            extra = f" (inner {info['inner_best']})" if inner_val else ""
+            log(f"val C-index of this model {fold_members[-1]}{extra}")
+        c = cindex(months, np.mean(risks, axis=0), cens)
         values.append(c.value)
         reasons.append(c.reason)
-        best.append(best_epoch(result.history))
-        log(f"val C-index (last epoch) {c.value if c.value is not None else c.reason}")
+        members.append(fold_members)
+        infos.append(fold_infos)
+        what = "last epoch" if not inner_val else "inner-val epoch"
+        print(
+            f"[{opts.model} fold {k}] val C-index ({what}, {seeds} seed(s)) "
+            f"{c.value if c.value is not None else c.reason}",
+            file=sys.stderr,
+            flush=True,
+        )
     mean, std = mean_std(values)
     return {
         "model": opts.model,
@@ -149,8 +225,12 @@ def evaluate(
         "cindex_mean": mean,
         "cindex_std": std,
         "cindex_reasons": reasons,
-        "cindex_epoch": "last",
-        "best_epoch_val_cindex": best,
+        "cindex_epoch": "best on inner validation" if inner_val else "last",
+        "seeds": seeds,
+        "inner_val": inner_val,
+        "member_cindex_folds": members,
+        "best_epoch_val_cindex": [i[0].get("best") for i in infos],  # first seed, optimistic
+        "members": infos,
         "n_patients": len(omics.patients),
         "n_dropped_from_splits": [len(d) for d in dropped],
         "omics_sizes": [int(v.shape[1]) for v in omics.groups.values()],
@@ -164,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     opts = options_from_args(args)
-    summary = evaluate(args.table, args.splits, args.signatures, opts, args.n_folds)
+    summary = evaluate(
+        args.table, args.splits, args.signatures, opts, args.n_folds, args.seeds, args.inner_val
+    )
     print(json.dumps(summary, sort_keys=True))
     return 0

@@ -187,8 +187,13 @@ def train_fold(
     opts: TrainOptions,
     bank: FeatureBank | None = None,
     log: Callable[[str], None] = print,
+    on_epoch: Callable[[dict[str, Any], nn.Module], None] | None = None,
 ) -> FoldResult:
-    """Train ``opts.model`` on ``data.train``; evaluate on ``data.val`` after every epoch."""
+    """Train ``opts.model`` on ``data.train``; evaluate on ``data.val`` after every epoch.
+
+    ``on_epoch(record, model)`` is called after each epoch's record (e.g. to keep the weights
+    of the best epoch on an inner validation set passed as ``data.val``).
+    """
     start = time.perf_counter()
     device = resolve_device(opts.device)
     seed_everything(opts.seed, device)
@@ -246,6 +251,8 @@ def train_fold(
             "val_cindex": val_c,
         }
         history.append(record)
+        if on_epoch is not None:
+            on_epoch(record, model)
         log(
             f"epoch {epoch:3d}/{opts.epochs}  loss {record['loss']:.4f}  "
             f"train C {_fmt(train_c)}  val C {_fmt(val_c)}"
@@ -261,6 +268,20 @@ def train_fold(
         device=str(device),
         seconds=time.perf_counter() - start,
     )
+
+
+def predict_samples(
+    model: nn.Module,
+    samples: list[Sample],
+    device: str,
+    n_bins: int,
+    bank: FeatureBank | None = None,
+) -> tuple[Prediction, list[Sample]]:
+    """:func:`predict` on the samples the model can score; returns them too (``Prediction`` order)."""
+    modalities = set(model.modalities)
+    kept = [s for s in samples if usable(s, modalities)]
+    inputs = _Inputs(bank, modalities, torch.device(device))
+    return predict(model, kept, inputs, n_bins), kept
 
 
 def _fmt(value: float | None) -> str:
