@@ -16,7 +16,7 @@ log-decay and ``c = cum - ref`` centred on the chunk. Chunk lengths are chosen f
 largest per-step decay ``max_d dt_t |A_d|`` so that ``|c| <= log_decay_bound / 2`` (the first
 step of a chunk is free, so any ``dt`` is safe): nothing overflows however large ``dt`` gets.
 Time is cut into cache-sized blocks of uniform chunks (the chunk length is adapted per block,
-see :func:`plan_blocks`), so a block is a plain view of the sequence; the states entering the
+see :func:`plan_blocks`), so a block is a contiguous slice of the sequence; the states entering the
 chunks of a block follow from a short sequential pass over chunk-end states, and the backward
 pass carries the adjoint state the same way in reverse. The autograd function keeps only the
 inputs and the state entering each block, and recomputes each block in the backward pass
@@ -80,7 +80,7 @@ def plan_blocks(
     ``dt`` is (batch, D, L) and ``A`` (D, N). A chunk ``[s, s + T)`` is allowed when its
     log-decay range ``sum_{r=s+1}^{s+T-1} max_d dt_r |A_d|`` is below the bound (the first
     step's decay is free, so any ``dt`` is safe). Chunks are uniform inside a block, so a block
-    is a plain view of the sequence (no gather, no padding); per block the largest ``T`` that
+    is a contiguous slice of the sequence (no index gather, no padding); per block the largest ``T`` that
     covers the most steps is used, so a huge ``dt`` only shortens the chunks of its own block.
     ``block_elems`` caps ``step_elems * n_chunks * T`` (cache-sized blocks).
     """
@@ -114,13 +114,14 @@ def plan_blocks(
 
 
 class _Layout:
-    """Blocks of uniform chunks (see :func:`plan_blocks`) as views of time-last tensors."""
+    """Blocks of uniform chunks (see :func:`plan_blocks`): contiguous time slices."""
 
     def __init__(self, blocks: list[tuple[int, int, int]]) -> None:
         self.blocks = blocks
 
     def gather(self, x: Tensor, i: int, shape: tuple[int, ...]) -> Tensor:
-        """``x[..., L]`` -> block ``i`` as ``(*shape, n_chunks, T)`` (a view)."""
+        """``x[..., L]`` -> block ``i`` as ``(*shape, n_chunks, T)``: a contiguous copy of a
+        slice (cheap, O(L D); the O(L D N) block ops run faster on it than on a strided view)."""
         p, k, T = self.blocks[i]
         return x[..., p : p + k * T].reshape(*shape, k, T).contiguous()
 
