@@ -78,27 +78,18 @@ def test_fold_model_reproduces_out_of_fold_risk(snn_run: tuple[Path, Path]) -> N
     assert all(a >= b for a, b in zip(result["survival"], result["survival"][1:], strict=False))
 
 
+def _predict_argv(run: Path, table: Path, *extra: str) -> list[str]:
+    """``wsirisk predict`` on the omics only (empty slide and feature config)."""
+    config = json.dumps({"slides": {}, "features": {}})
+    argv = ["predict", "--run", str(run), "--config-json", config, "--omics-table", str(table)]
+    return [*argv, *extra]
+
+
 def test_ensemble_is_mean_of_folds_and_group_uses_oof_median(
     snn_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run, table = snn_run
-    config = {"slides": {}, "features": {}}
-    assert (
-        main(
-            [
-                "predict",
-                "--run",
-                str(run),
-                "--config-json",
-                json.dumps(config),
-                "--omics-table",
-                str(table),
-                "--case-id",
-                "DEMO-004",
-            ]
-        )
-        == 0
-    )
+    assert main(_predict_argv(run, table, "--case-id", "DEMO-004")) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["risk"] == pytest.approx(np.mean(out["fold_risks"]), abs=1e-6)
     assert len(out["fold_risks"]) == 2
@@ -112,40 +103,13 @@ def test_ensemble_is_mean_of_folds_and_group_uses_oof_median(
 def test_unknown_case_is_named(snn_run: tuple[Path, Path]) -> None:
     run, table = snn_run
     with pytest.raises(ValueError, match="NOPE"):
-        main(
-            [
-                "predict",
-                "--run",
-                str(run),
-                "--config-json",
-                '{"slides": {}, "features": {}}',
-                "--omics-table",
-                str(table),
-                "--case-id",
-                "NOPE",
-            ]
-        )
+        main(_predict_argv(run, table, "--case-id", "NOPE"))
 
 
 def test_batch_mode_writes_tsv(snn_run: tuple[Path, Path], tmp_path: Path) -> None:
     run, table = snn_run
     out = tmp_path / "pred.tsv"
-    assert (
-        main(
-            [
-                "predict",
-                "--run",
-                str(run),
-                "--config-json",
-                '{"slides": {}, "features": {}}',
-                "--omics-table",
-                str(table),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(_predict_argv(run, table, "--out", str(out))) == 0
     lines = out.read_text().splitlines()
     assert lines[0].split("\t")[:3] == ["case_id", "risk", "risk_group"]
     assert len(lines) == 1 + 12

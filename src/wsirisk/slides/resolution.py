@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 MPP_PLAUSIBLE = (0.05, 20.0)  # um/px; e.g. 72 dpi TIFF defaults (352.8 um/px) are rejected
@@ -79,6 +79,26 @@ def _plausible(mpp: float | None) -> bool:
     return mpp is not None and math.isfinite(mpp) and MPP_PLAUSIBLE[0] <= mpp <= MPP_PLAUSIBLE[1]
 
 
+def _first_plausible(
+    props: Mapping[str, str],
+    keys: Iterable[tuple[str, Callable[[str], float | None]]],
+    bad: str,
+    tried: list[str],
+) -> Resolution | None:
+    """The first key whose parsed um/px is plausible; every other key tried goes to ``tried``
+    with why (absent, or ``bad`` and its text)."""
+    for key, parse in keys:
+        text = props.get(key)
+        if text is None:
+            tried.append(f"{key} (absent)")
+            continue
+        mpp = parse(text)
+        if _plausible(mpp):
+            return Resolution(float(mpp), key)
+        tried.append(f"{key} ({bad} {text!r})")
+    return None
+
+
 def find_mpp(
     props: Mapping[str, str], override: float | None = None, *, name: str = "slide"
 ) -> Resolution:
@@ -91,28 +111,16 @@ def find_mpp(
             raise ValueError(f"{name}: mpp override must be a positive number, got {override!r}")
         return Resolution(float(override), "override")
     tried: list[str] = []
-    for key, parse in MPP_KEYS:
-        text = props.get(key)
-        if text is None:
-            tried.append(f"{key} (absent)")
-            continue
-        mpp = parse(text)
-        if _plausible(mpp):
-            return Resolution(float(mpp), key)
-        tried.append(f"{key} (implausible {text!r})")
+    found = _first_plausible(props, MPP_KEYS, "implausible", tried)
+    if found is not None:
+        return found
     mpp, why = _tiff_mpp(props)
     if _plausible(mpp):
         return Resolution(float(mpp), "tiff.XResolution")
     tried.append(f"tiff.XResolution ({why if why != 'ok' else f'implausible {mpp:.4g} um/px'})")
-    for key in OBJECTIVE_KEYS:
-        text = props.get(key)
-        if text is None:
-            tried.append(f"{key} (absent)")
-            continue
-        mpp = _objective(text)
-        if _plausible(mpp):
-            return Resolution(float(mpp), key)
-        tried.append(f"{key} (unusable {text!r})")
+    found = _first_plausible(props, [(k, _objective) for k in OBJECTIVE_KEYS], "unusable", tried)
+    if found is not None:
+        return found
     raise NoMppError(
         f"{name}: no resolution (um/px) found; tried {', '.join(tried)}; {OVERRIDE_HINT}"
     )
