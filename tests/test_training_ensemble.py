@@ -50,6 +50,9 @@ def test_one_seed_is_exactly_the_single_model(cohort: tuple[Path, Path, Path], t
     assert summary["cindex_folds"] == expected  # bit-identical, not approx
     assert summary["member_cindex_folds"] == [[c] for c in expected]
     assert summary["cindex_epoch"] == "last" and summary["inner_val"] is None
+    curves = [m[0]["val_cindex_by_epoch"] for m in summary["members"]]
+    assert [len(c) for c in curves] == [quick().epochs] * 2
+    assert [c[-1] for c in curves] == expected  # the estimate is the curve's last point
 
 
 def test_seed_ensemble_is_deterministic_and_differs(cohort: tuple[Path, Path, Path]) -> None:

@@ -12,6 +12,10 @@ Two options never look at the validation fold either: ``--seeds K`` trains K mod
 (seeds ``seed .. seed+K-1``) and scores the mean of their risks; ``--inner-val FRAC`` holds out
 a stratified, seeded (member seed) FRAC of the training fold, trains on the rest and keeps the
 weights of the epoch with the best C-index on that inner set (first such epoch on ties).
+
+Without ``--inner-val`` each member's info also has ``val_cindex_by_epoch``, the validation
+C-index after every epoch: a diagnostic for choosing the epoch count on a *tuning* cohort; picking
+it on the reported cohort's own curve would be selection on validation.
 """
 
 from __future__ import annotations
@@ -138,7 +142,9 @@ def fit_member(
     """
     if not inner_val:
         result = train_fold(data, opts, None, log)
-        return result.val.risk, result.val_samples, {"best": best_epoch(result.history)}
+        curve = [h["val_cindex"] for h in result.history]  # for choosing epochs on a tuning cohort
+        info = {"best": best_epoch(result.history), "val_cindex_by_epoch": curve}
+        return result.val.risk, result.val_samples, info
     fit, stop = inner_split(data.train, inner_val, opts.seed)
     best: dict[str, Any] = {"epoch": None, "inner_cindex": None}
     state: dict[str, torch.Tensor] = {}
