@@ -68,6 +68,13 @@ def write_cohort(tmp: Path, n: int = 40, seed: int = 0) -> tuple[Path, Path]:
     return csv, sig
 
 
+def write_split_cohort(tmp: Path, n: int) -> tuple[Path, Path, Path]:
+    """:func:`write_cohort` of ``n`` patients plus two provided folds (case IDs alternate)."""
+    csv, sig = write_cohort(tmp, n=n)
+    cases = [f"TCGA-XX-{i:04d}" for i in range(n)]
+    return csv, sig, write_alternating_splits(tmp / "splits", cases)
+
+
 @pytest.fixture
 def cohort(tmp_path: Path) -> Path:
     csv, sig = write_cohort(tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training import quick, write_alternating_splits, write_cohort
+from test_training import quick, write_split_cohort
 
 from wsirisk.cli import main
 from wsirisk.omics.build import build_omics
@@ -25,9 +25,7 @@ N = 48
 @pytest.fixture
 def cohort(tmp_path: Path) -> tuple[Path, Path, Path]:
     """Synthetic table, signatures and two provided folds (case IDs alternate)."""
-    csv, sig = write_cohort(tmp_path, n=N)
-    cases = [f"TCGA-XX-{i:04d}" for i in range(N)]
-    return csv, sig, write_alternating_splits(tmp_path / "splits", cases)
+    return write_split_cohort(tmp_path, N)
 
 
 def run(cohort: tuple[Path, Path, Path], **kw: object) -> dict:

@@ -13,6 +13,9 @@ Two options never look at the validation fold either: ``--seeds K`` trains K mod
 a stratified, seeded (member seed) FRAC of the training fold, trains on the rest and keeps the
 weights of the epoch with the best C-index on that inner set (first such epoch on ties).
 
+``--model coxnet`` fits the linear reference instead: an elastic-net Cox model on the z-scored
+omics (training-fold mean/std), penalty chosen on COADREAD (``wsirisk.training.linear``).
+
 Without ``--inner-val`` each member's info also has ``val_cindex_by_epoch``, the validation
 C-index after every epoch: a diagnostic for choosing the epoch count on a *tuning* cohort; picking
 it on the reported cohort's own curve would be selection on validation.
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 
 from wsirisk.training.data import FoldData, Sample, inner_split, prepare_fold
+from wsirisk.training.linear import COXNET, COXNET_DEFAULTS, coxnet_options, fit_coxnet
 from wsirisk.training.metrics import censoring_warning, cindex, mean_std
 from wsirisk.training.splits import read_split_dir
 from wsirisk.training.train import best_epoch
@@ -68,7 +72,12 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", type=Path, help="PORPOISE/MCAT CSV (.csv or .csv.zip)")
     parser.add_argument("--splits", type=Path, required=True, help="dir with splits_<k>.csv")
     parser.add_argument("--signatures", type=Path, required=True, help="MCAT signatures.csv")
-    parser.add_argument("--model", default=DEFAULTS["model"])
+    parser.add_argument(
+        "--model",
+        default=DEFAULTS["model"],
+        help="a model of the zoo (snn, me_mamba, ...) or coxnet: elastic-net Cox reference, "
+        f"penalty and l1_ratio via --model-kwargs (default {json.dumps(COXNET_DEFAULTS)})",
+    )
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     parser.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
@@ -139,7 +148,14 @@ def fit_member(
 
     With ``inner_val``, the model is fit on part of ``data.train`` and its weights are those of
     the best epoch on the rest (bins and scaler stay those of the whole training fold).
+    ``opts.model == "coxnet"`` fits the elastic-net Cox reference instead (no epochs, no seed).
     """
+    if opts.model == COXNET:
+        train = [s for s in data.train if s.omics is not None]
+        val = [s for s in data.val if s.omics is not None]
+        fit = fit_coxnet(train, **coxnet_options(opts.model_kwargs))
+        log(f"coxnet {fit.info()}")
+        return fit.risk(val), val, fit.info()
     if not inner_val:
         result = train_fold(data, opts, None, log)
         curve = [h["val_cindex"] for h in result.history]  # for choosing epochs on a tuning cohort
@@ -177,6 +193,12 @@ def evaluate(
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     if inner_val is not None and not 0 <= inner_val < 1:
         raise ValueError(f"inner_val must be in [0, 1) (0 = off), got {inner_val}")
+    if opts.model == COXNET:
+        coxnet_options(opts.model_kwargs)  # fail before the table is built
+        if seeds != 1 or inner_val:
+            raise ValueError(
+                "coxnet is deterministic and has no epochs: use --seeds 1, no --inner-val"
+            )
     from wsirisk.omics.build import build_omics
     from wsirisk.omics.load import load_omics
 
@@ -231,7 +253,7 @@ def evaluate(
         "cindex_mean": mean,
         "cindex_std": std,
         "cindex_reasons": reasons,
-        "cindex_epoch": "best on inner validation" if inner_val else "last",
+        "cindex_epoch": epoch_label(opts.model, inner_val),
         "seeds": seeds,
         "inner_val": inner_val,
         "member_cindex_folds": members,
@@ -244,6 +266,13 @@ def evaluate(
         "seconds": round(time.perf_counter() - start, 1),
         "torch_version": torch.__version__,
     }
+
+
+def epoch_label(model: str, inner_val: float | None) -> str:
+    """Which weights a fold's C-index is scored with."""
+    if model == COXNET:
+        return "not applicable (closed-form fit)"
+    return "best on inner validation" if inner_val else "last"
 
 
 def run(args: argparse.Namespace) -> int:
