@@ -97,10 +97,8 @@ def test_cli_coxnet(cohort, capsys) -> None:
     assert all(c > 0.7 for c in summary["cindex_folds"])
     assert all(m[0]["penalty"] == 0.1 and m[0]["n_nonzero"] > 0 for m in summary["members"])
     assert main(argv) == 0  # same numbers on a second run
-    assert (
-        json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cindex_folds"]
-        == (summary["cindex_folds"])
-    )
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["cindex_folds"] == summary["cindex_folds"]
     with pytest.raises(ValueError, match="--seeds 1"):
         main([*argv, "--seeds", "2"])
     with pytest.raises(ValueError, match="penalti"):
