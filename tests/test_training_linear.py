@@ -34,7 +34,7 @@ def first_fold(csv: Path, sig: Path, split_dir: Path, tmp: Path):
     build_omics(csv, sig, tmp / "o.zarr", tmp / "qc.tsv")
     omics = load_omics(tmp / "o.zarr")
     folds, _ = read_split_dir(split_dir, 2, set(omics.patients))
-    return prepare_fold(omics, folds[0], 4, standardize=False), folds[0]
+    return prepare_fold(omics, folds[0], 4, standardize=True), folds[0]
 
 
 def test_coxnet_recovers_the_driving_genes_sparsely(cohort, tmp_path) -> None:
@@ -94,6 +94,7 @@ def test_cli_coxnet(cohort, capsys) -> None:
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["model"] == "coxnet" and summary["options"]["model_kwargs"] == {"penalty": 0.1}
     assert summary["cindex_epoch"].startswith("not applicable")
+    assert summary["options"]["standardize"] is True  # forced: the fold's scaler z-scores
     assert all(c > 0.7 for c in summary["cindex_folds"])
     assert all(m[0]["penalty"] == 0.1 and m[0]["n_nonzero"] > 0 for m in summary["members"])
     assert main(argv) == 0  # same numbers on a second run

@@ -13,8 +13,9 @@ Two options never look at the validation fold either: ``--seeds K`` trains K mod
 a stratified, seeded (member seed) FRAC of the training fold, trains on the rest and keeps the
 weights of the epoch with the best C-index on that inner set (first such epoch on ties).
 
-``--model coxnet`` fits the linear reference instead: an elastic-net Cox model on the z-scored
-omics (training-fold mean/std), penalty chosen on COADREAD (``wsirisk.training.linear``).
+``--model coxnet`` fits the linear reference instead: an elastic-net Cox model on the omics
+z-scored by the training fold's scaler (``standardize`` is forced on), penalty chosen on COADREAD
+(``wsirisk.training.linear``).
 
 Without ``--inner-val`` each member's info also has ``val_cindex_by_epoch``, the validation
 C-index after every epoch: a diagnostic for choosing the epoch count on a *tuning* cohort; picking
@@ -199,6 +200,7 @@ def evaluate(
             raise ValueError(
                 "coxnet is deterministic and has no epochs: use --seeds 1, no --inner-val"
             )
+        opts = dataclasses.replace(opts, standardize=True)  # a penalised linear model needs z
     from wsirisk.omics.build import build_omics
     from wsirisk.omics.load import load_omics
 

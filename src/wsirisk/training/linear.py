@@ -1,10 +1,11 @@
 """Elastic-net Cox model on the concatenated omics: the linear reference for omics-only CV.
 
 A penalised Cox proportional-hazards model (scikit-survival's ``CoxnetSurvivalAnalysis``,
-optional extra ``wsirisk[baselines]``) fit on a fold's training patients. Features are z-scored
-with the training patients' mean and std (columns constant on the training fold are dropped);
-the penalty is reached along a warm-started path from the smallest all-zero penalty, so every
-fold's fit is deterministic and independent of a data-dependent grid.
+optional extra ``wsirisk[baselines]``) fit on a fold's training patients. It expects omics
+z-scored by the fold's training scaler (``prepare_fold(..., standardize=True)``); columns
+constant on the training fold are dropped. The penalty is reached along a warm-started path
+from the smallest all-zero penalty, so every fold's fit is deterministic and independent of a
+data-dependent grid.
 """
 
 from __future__ import annotations
@@ -58,19 +59,16 @@ def omics_matrix(samples: list[Sample]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CoxnetFit:
-    """A fitted elastic-net Cox model with the training fold's standardisation."""
+    """A fitted elastic-net Cox model (on the fold's scaled omics)."""
 
-    keep: np.ndarray  # bool mask of the columns used
-    mean: np.ndarray
-    std: np.ndarray
+    keep: np.ndarray  # bool mask of the columns used (not constant on the training fold)
     coef: np.ndarray
     penalty: float
     alpha_max: float
 
     def risk(self, samples: list[Sample]) -> np.ndarray:
         """Linear predictor (log relative hazard): higher = worse prognosis."""
-        x = (omics_matrix(samples)[:, self.keep] - self.mean) / self.std
-        return x @ self.coef
+        return omics_matrix(samples)[:, self.keep] @ self.coef
 
     def info(self) -> dict[str, Any]:
         return {
@@ -82,15 +80,13 @@ class CoxnetFit:
 
 
 def fit_coxnet(train: list[Sample], penalty: float, l1_ratio: float) -> CoxnetFit:
-    """Fit on ``train`` (months, censorship and omics of the training patients only)."""
+    """Fit on ``train`` (months, censorship and scaled omics of the training patients only)."""
     sk = _sksurv()
     if not any(s.censorship == 0 for s in train):
         raise ValueError("coxnet: the training fold has no events")
     x = omics_matrix(train)
-    std = x.std(axis=0)
-    keep = std > 1e-8
-    mean, std = x[:, keep].mean(axis=0), std[keep]
-    z = (x[:, keep] - mean) / std
+    keep = x.std(axis=0) > 1e-6
+    z = x[:, keep]
     y = sk.util.Surv.from_arrays(
         event=[s.censorship == 0 for s in train], time=[s.months for s in train]
     )
@@ -106,4 +102,4 @@ def fit_coxnet(train: list[Sample], penalty: float, l1_ratio: float) -> CoxnetFi
             l1_ratio=l1_ratio, alphas=path, max_iter=100_000
         ).fit(z, y)
         coef = np.asarray(model.coef_[:, -1], dtype=np.float64)
-    return CoxnetFit(keep, mean, std, coef, penalty, alpha_max)
+    return CoxnetFit(keep, coef, penalty, alpha_max)
