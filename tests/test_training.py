@@ -266,10 +266,12 @@ def test_max_patches_caps_training_bags(tmp_path: Path) -> None:
 
     sample = Sample("TCGA-XX-0000", 1.0, 0, 0, None, bank.slides("TCGA-XX-0000"))
     inputs = _Inputs(bank, {"pathology"}, torch.device("cpu"))
-    x, _ = inputs(sample, max_patches=2, gen=torch.Generator().manual_seed(0))
+    x, _, where = inputs(sample, max_patches=2, gen=torch.Generator().manual_seed(0))
     assert x.shape == (2, PATH_DIM)
     rows = [int(np.flatnonzero((full == r.numpy()).all(axis=1))[0]) for r in x]
     assert rows == sorted(rows)  # spatial order kept
+    _, full_where = bank.load_with_coords("TCGA-XX-0000")
+    assert where is not None and np.array_equal(where.numpy(), full_where[rows])  # coords follow
     assert inputs(sample)[0].shape[0] == full.shape[0]  # evaluation: every tile
 
 

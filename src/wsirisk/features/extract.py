@@ -159,6 +159,7 @@ def _base_attrs(tiles: TilesInput, encoder: Encoder, geometry: TileGeometry | No
         "slide_id": tiles.attrs.get("slide_id"),
         "patient_id": tiles.attrs.get("patient_id"),
         "tiles_store": str(tiles.path),
+        "mpp": tiles.attrs.get("mpp"),  # level-0 um/px of the slide (coords are level-0 px)
         **encoder.attrs(),
         "transform": transform,
     }

@@ -42,3 +42,26 @@ def load_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     if ATTR_STATUS not in attrs:
         raise FeaturesStoreError(f"{path}: missing attribute {ATTR_STATUS!r}")
     return features, coords, attrs
+
+
+SLIDE_GAP_UM = 100_000.0  # gap between a patient's slides in patient_coords_um (100 mm)
+
+
+def patient_coords_um(parts: list[tuple[np.ndarray, float | None]]) -> np.ndarray:
+    """Patch positions (N, 2) float32 in micrometres for a patient's concatenated slides.
+
+    ``parts`` holds, per slide in bag order, its level-0 ``coords`` (n, 2) and level-0 um/px
+    (``mpp``; None counts as 0.5). Each slide's x is shifted past the previous slides' extent
+    plus :data:`SLIDE_GAP_UM`, so spatial groupings (regions, orders) never join two slides.
+    """
+    out, offset_x = [], 0.0
+    for coords, mpp in parts:
+        um = np.asarray(coords, dtype=np.float64).reshape(-1, 2) * float(mpp or 0.5)
+        if um.shape[0]:
+            um = um - um.min(axis=0)
+            um[:, 0] += offset_x
+            offset_x = float(um[:, 0].max()) + SLIDE_GAP_UM
+        out.append(um)
+    if not out:
+        return np.zeros((0, 2), np.float32)
+    return np.concatenate(out, axis=0).astype(np.float32)

@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from .common import GENOMICS, PATHOLOGY, ModelOutput
-from .losses import mmd2, nll_loss, risk_from_logits, survival_from_logits
+from .losses import mmd2, nll_loss, output_risk, risk_from_logits, survival_from_logits
 
 MODEL_NAMES: tuple[str, ...] = ("snn", "abmil", "abmil_snn", "mcat", "transmil", "me_mamba")
 
@@ -34,6 +34,7 @@ __all__ = [
     "build_model",
     "mmd2",
     "nll_loss",
+    "output_risk",
     "risk_from_logits",
     "survival_from_logits",
 ]

@@ -34,7 +34,13 @@ class SNN(nn.Module):
         self.encoder = snn_encoder(sum(self.omics_sizes), hidden, dropout)
         self.classifier = nn.Linear(hidden, n_bins)
 
-    def forward(self, x_path: Tensor | None, x_omics: list[Tensor] | None) -> ModelOutput:
+    def forward(
+        self,
+        x_path: Tensor | None,
+        x_omics: list[Tensor] | None,
+        coords: Tensor | None = None,
+        extra: dict[str, Tensor] | None = None,
+    ) -> ModelOutput:
         check_inputs("snn", {GENOMICS}, None, x_omics, 0, len(self.omics_sizes))
         assert x_omics is not None
         h = self.encoder(torch.cat([g.reshape(-1) for g in x_omics]).unsqueeze(0))
@@ -58,7 +64,13 @@ class ABMIL(nn.Module):
         self.pool = AttentionPool(hidden, dropout)
         self.classifier = nn.Linear(hidden, n_bins)
 
-    def forward(self, x_path: Tensor | None, x_omics: list[Tensor] | None) -> ModelOutput:
+    def forward(
+        self,
+        x_path: Tensor | None,
+        x_omics: list[Tensor] | None,
+        coords: Tensor | None = None,
+        extra: dict[str, Tensor] | None = None,
+    ) -> ModelOutput:
         check_inputs("abmil", {PATHOLOGY}, x_path, None, self.path_dim, 0)
         assert x_path is not None
         h, a = self.pool(self.fc(x_path))
@@ -87,7 +99,13 @@ class ABMILSNN(MultimodalModel):
         self.omic = snn_encoder(sum(self.omics_sizes), hidden, dropout)
         self.mm, self.classifier = concat_fusion_head(hidden, n_bins)
 
-    def forward(self, x_path: Tensor | None, x_omics: list[Tensor] | None) -> ModelOutput:
+    def forward(
+        self,
+        x_path: Tensor | None,
+        x_omics: list[Tensor] | None,
+        coords: Tensor | None = None,
+        extra: dict[str, Tensor] | None = None,
+    ) -> ModelOutput:
         check_inputs("abmil_snn", set(), x_path, x_omics, self.path_dim, len(self.omics_sizes))
         ref = self.classifier.weight
         attention = None

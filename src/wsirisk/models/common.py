@@ -20,12 +20,21 @@ class ModelOutput:
     ``logits`` (1, n_bins) are hazard logits (``hazards = sigmoid(logits)``); ``aux_loss`` is a
     scalar added to the survival loss (0 when none); ``attention`` (N,) is a distribution over the
     input patches (or None); ``embeddings`` holds per-expert token sets for visualisation.
+    ``risk`` (1,) is set only by models trained on a scalar log-risk (Cox partial likelihood);
+    read a patient's risk with :func:`wsirisk.models.output_risk`, never from ``logits`` directly.
+
+    Every model's ``forward(x_path, x_omics, coords=None, extra=None)`` takes the bag (N, D) or
+    None, the six genomic group vectors or None, the patches' positions ``coords`` (N, 2) in
+    micrometres (slides of one patient placed side by side, see
+    :func:`wsirisk.features.io.patient_coords_um`), and ``extra``: further per-patient modality
+    vectors by name; models that do not use an input ignore it.
     """
 
     logits: Tensor
     aux_loss: Tensor
     attention: Tensor | None = None
     embeddings: dict[str, Tensor] = field(default_factory=dict)
+    risk: Tensor | None = None
 
 
 def snn_block(dim_in: int, dim_out: int, dropout: float = 0.25) -> nn.Sequential:

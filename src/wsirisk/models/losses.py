@@ -30,6 +30,15 @@ def risk_from_logits(logits: Tensor) -> Tensor:
     return -survival_from_logits(logits).sum(dim=1)
 
 
+def output_risk(out: object) -> Tensor:
+    """A model output's risk (B,), higher = worse: ``out.risk`` when the model sets one (Cox-type
+    models), else :func:`risk_from_logits` of its hazard logits."""
+    risk = getattr(out, "risk", None)
+    if risk is not None:
+        return risk.reshape(-1)
+    return risk_from_logits(out.logits)  # type: ignore[attr-defined]
+
+
 def nll_loss(
     logits: Tensor,
     y_bin: Tensor,

@@ -66,7 +66,13 @@ class MCAT(MultimodalModel):
         self.omic_pool = AttentionPool(hidden, dropout)
         self.mm, self.classifier = concat_fusion_head(hidden, n_bins)
 
-    def forward(self, x_path: Tensor | None, x_omics: list[Tensor] | None) -> ModelOutput:
+    def forward(
+        self,
+        x_path: Tensor | None,
+        x_omics: list[Tensor] | None,
+        coords: Tensor | None = None,
+        extra: dict[str, Tensor] | None = None,
+    ) -> ModelOutput:
         check_inputs("mcat", set(), x_path, x_omics, self.path_dim, len(self.omics_sizes))
         ref = self.classifier.weight
         emb: dict[str, Tensor] = {}

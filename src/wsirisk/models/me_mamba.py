@@ -275,7 +275,13 @@ class MEMamba(MultimodalModel):
         self.pool = AttentionPool(dim, dropout, checkpoint=True)
         self.classifier = nn.Linear(dim, n_bins)
 
-    def forward(self, x_path: Tensor | None, x_omics: list[Tensor] | None) -> ModelOutput:
+    def forward(
+        self,
+        x_path: Tensor | None,
+        x_omics: list[Tensor] | None,
+        coords: Tensor | None = None,
+        extra: dict[str, Tensor] | None = None,
+    ) -> ModelOutput:
         check_inputs("me_mamba", set(), x_path, x_omics, self.path_dim, len(self.omics_sizes))
         parts: dict[str, Tensor] = {}
         if x_path is not None:

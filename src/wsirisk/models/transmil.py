@@ -153,7 +153,13 @@ class TransMILSNN(MultimodalModel):
         patch_attn = attn[1 : n + 1].clamp(min=0)  # Nystrom rows can dip below zero
         return self.path_out(self.norm(h)[0, 0]), patch_attn / patch_attn.sum().clamp(min=1e-12)
 
-    def forward(self, x_path: Tensor | None, x_omics: list[Tensor] | None) -> ModelOutput:
+    def forward(
+        self,
+        x_path: Tensor | None,
+        x_omics: list[Tensor] | None,
+        coords: Tensor | None = None,
+        extra: dict[str, Tensor] | None = None,
+    ) -> ModelOutput:
         check_inputs("transmil", set(), x_path, x_omics, self.path_dim, len(self.omics_sizes))
         ref = self.classifier.weight
         emb: dict[str, Tensor] = {}

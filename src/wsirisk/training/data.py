@@ -147,7 +147,7 @@ class FeatureBank:
         self.by_patient: dict[str, list[SlideRef]] = {}
         self.skipped: dict[str, str] = {}
         self.dim: int | None = None
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._cache_budget = int(cache_mb * 2**20)
         for path in sorted(Path(p) for p in paths):
             self._index(path)
@@ -186,18 +186,40 @@ class FeatureBank:
 
     def load(self, patient: str) -> np.ndarray:
         """(N, D) float32: the patient's slides' features, concatenated in slide-id order."""
+        return self.load_with_coords(patient)[0]
+
+    def load_with_coords(self, patient: str) -> tuple[np.ndarray, np.ndarray]:
+        """The bag (N, D) float32 and its patch positions (N, 2) float32 in micrometres
+        (:func:`wsirisk.features.io.patient_coords_um`: slides side by side, same order)."""
         if patient in self._cache:
             return self._cache[patient]
-        from wsirisk.features.io import load_features
+        from wsirisk.features.io import load_features, patient_coords_um
 
-        parts = [load_features(ref.path)[0] for ref in self.slides(patient)]
-        if not parts:
+        feats, where = [], []
+        for ref in self.slides(patient):
+            features, coords, attrs = load_features(ref.path)
+            feats.append(features)
+            where.append((coords, _level0_mpp(attrs)))
+        if not feats:
             raise KeyError(f"no features for patient {patient!r}")
-        bag = np.concatenate(parts, axis=0)
-        if bag.nbytes <= self._cache_budget:
-            self._cache[patient] = bag
-            self._cache_budget -= bag.nbytes
-        return bag
+        bag = np.concatenate(feats, axis=0)
+        pair = (bag, patient_coords_um(where))
+        size = bag.nbytes + pair[1].nbytes
+        if size <= self._cache_budget:
+            self._cache[patient] = pair
+            self._cache_budget -= size
+        return pair
+
+
+def _level0_mpp(attrs: dict[str, Any]) -> float | None:
+    """Level-0 um/px of a features store's slide: its ``mpp`` attribute, else its tiles store's."""
+    if attrs.get("mpp"):
+        return float(attrs["mpp"])
+    tiles = attrs.get("tiles_store")
+    if tiles and Path(tiles).exists():
+        mpp = dict(open_group(Path(tiles), mode="r").attrs).get("mpp")
+        return float(mpp) if mpp else None
+    return None
 
 
 # ---- samples ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wsirisk.models import build_model, nll_loss, risk_from_logits, survival_from_logits
+from wsirisk.models import build_model, nll_loss, output_risk, survival_from_logits
 from wsirisk.training.data import FeatureBank, FoldData, Sample
 from wsirisk.training.metrics import cindex
 
@@ -133,17 +133,19 @@ class _Inputs:
 
     def __call__(
         self, sample: Sample, max_patches: int | None = None, gen: torch.Generator | None = None
-    ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
-        x_path = x_omics = None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None, torch.Tensor | None]:
+        """``(x_path, x_omics, coords)``: coords (N, 2) um, aligned with x_path (or None)."""
+        x_path = x_omics = coords = None
         if PATHOLOGY in self.modalities and sample.has_pathology and self.bank is not None:
-            bag = torch.from_numpy(self.bank.load(sample.patient))
+            bag_np, where_np = self.bank.load_with_coords(sample.patient)
+            bag, where = torch.from_numpy(bag_np), torch.from_numpy(where_np)
             if max_patches is not None and bag.shape[0] > max_patches:
                 keep = torch.randperm(bag.shape[0], generator=gen)[:max_patches].sort().values
-                bag = bag.index_select(0, keep)
-            x_path = bag.to(self.device)
+                bag, where = bag.index_select(0, keep), where.index_select(0, keep)
+            x_path, coords = bag.to(self.device), where.to(self.device)
         if GENOMICS in self.modalities and sample.omics is not None:
             x_omics = [torch.from_numpy(g).to(self.device) for g in sample.omics]
-        return x_path, x_omics
+        return x_path, x_omics, coords
 
 
 def epoch_order(train: list[Sample], balanced: bool, gen: torch.Generator) -> list[int]:
@@ -225,8 +227,8 @@ def train_fold(
         optimizer.zero_grad(set_to_none=True)
         for step, i in enumerate(order, start=1):
             sample = train[i]
-            x_path, x_omics = inputs(sample, opts.max_patches, gen)
-            out = model(x_path, x_omics)
+            x_path, x_omics, coords = inputs(sample, opts.max_patches, gen)
+            out = model(x_path, x_omics, coords=coords)
             y = torch.tensor([sample.y_bin], device=device)
             c = torch.tensor([sample.censorship], device=device)
             loss = nll_loss(out.logits, y, c, alpha=opts.alpha) + out.aux_loss
@@ -234,7 +236,7 @@ def train_fold(
                 loss = loss + opts.l1 * _l1(model)
             (loss / per_step).backward()
             total += float(loss.detach())
-            train_risk[i] = float(risk_from_logits(out.logits.detach()).item())
+            train_risk[i] = float(output_risk(out).detach().item())
             if step % per_step == 0 or step == len(order):
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -296,9 +298,9 @@ def predict(model: nn.Module, samples: list[Sample], inputs: _Inputs, n_bins: in
     attention: dict[str, np.ndarray] = {}
     emb_rows: list[dict[str, np.ndarray]] = []
     for sample in samples:
-        x_path, x_omics = inputs(sample)
-        out = model(x_path, x_omics)
-        risks.append(float(risk_from_logits(out.logits).item()))
+        x_path, x_omics, coords = inputs(sample)
+        out = model(x_path, x_omics, coords=coords)
+        risks.append(float(output_risk(out).item()))
         curves.append(survival_from_logits(out.logits)[0].float().cpu().numpy())
         if out.attention is not None and x_path is not None:
             att = out.attention.float().cpu().numpy().reshape(-1)
