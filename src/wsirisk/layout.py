@@ -4,19 +4,27 @@ Stdlib only: the Snakefile imports this module without the rest of the package.
 
 Directory tree for one cohort (``results_dir/<cohort>/``)::
 
+    cohort/slides.tsv             the validated slide sheet (stage: sheet; a checkpoint)
+    cohort/patients.tsv           one row per patient: slides, omics, label, status, reason
+    cohort/summary.json           counts (both / slides only / omics only / dropped), checks
+    qc/sheet.tsv                  sheet rows that were rejected (sheet, line, reason)
     slides/<slide_id>.zarr        tissue mask + tile coordinates + QC attributes (stage: tile)
     slides/<slide_id>.geojson     tissue polygons (QuPath FeatureCollection)
     slides/<slide_id>.png         QC thumbnail with contours and kept tiles
     qc/slides.tsv                 one row per slide: status, reason, n_tiles, mpp, ...
     features/<encoder>/<slide_id>.zarr   (N, D) float16 features + coords (stage: extract)
+    features/<encoder>/batches/batch<k>.tsv   slides one extraction job wrote (stage: extract)
     omics.zarr                    six categories per patient + survival (stage: omics)
     qc/omics.tsv                  omics problems (skipped patients, imputed NaNs, ...)
     splits.zarr                   patient-level folds (stage: splits)
     train/<model>/fold<k>.zarr    out-of-fold risks, history, bins (stage: train)
     train/<model>/fold<k>.pt      checkpoint (loads with weights_only=True)
-    report/index.html, report/summary.json, report/*.png   (stage: report)
+    report/<model>/index.html, report/<model>/summary.json, *.png   (stage: report, per model)
+    report/index.html, report/models.json   cohort page: every model run so far (stage: cohort_page)
+    gdc/...                       raw-GDC assembly outputs (stage: assemble; GDC cohorts only)
 
-Generated demo inputs live under ``data_dir/<cohort>/`` (stage: make-demo).
+Generated demo inputs live under ``data_dir/<cohort>/`` (stage: make-demo); GDC downloads under
+``data_dir/<cohort>/gdc/<kind>/`` (stage: gdc_query / gdc_download).
 """
 
 from __future__ import annotations
@@ -132,6 +140,27 @@ class Layout:
     def cohort_dir(self) -> Path:
         return self.results_dir / self.cohort
 
+    # ---- cohort bookkeeping ----
+    @property
+    def sheet(self) -> Path:
+        """The validated slide sheet (TSV: slide_id, patient_id, path, mpp_override, sheet,
+        line, batch); written by the `sheet` checkpoint from the cohort's input sheet."""
+        return self.cohort_dir / "cohort" / "slides.tsv"
+
+    @property
+    def qc_sheet(self) -> Path:
+        """Rejected sheet rows (TSV: sheet, line, slide_id, patient_id, path, reason_code,
+        reason); merged into qc/slides.tsv by qc-slides."""
+        return self.cohort_dir / "qc" / "sheet.tsv"
+
+    @property
+    def cohort_table(self) -> Path:
+        return self.cohort_dir / "cohort" / "patients.tsv"
+
+    @property
+    def cohort_summary(self) -> Path:
+        return self.cohort_dir / "cohort" / "summary.json"
+
     def slide_store(self, slide_id: str) -> Path:
         return self.cohort_dir / "slides" / f"{check_id(slide_id, 'slide_id')}.zarr"
 
@@ -157,6 +186,17 @@ class Layout:
             / f"{check_id(slide_id, 'slide_id')}.zarr"
         )
 
+    def features_batch(self, encoder: str, batch: int | str) -> Path:
+        """Manifest of one extraction job (TSV: slide_id, store, status, n_tiles, reader, ...)."""
+        name = batch if isinstance(batch, str) and _WILDCARD.match(batch) else str(int(batch))
+        return (
+            self.cohort_dir
+            / "features"
+            / check_id(encoder, "encoder")
+            / "batches"
+            / (f"batch{name}.tsv")
+        )
+
     @property
     def omics_store(self) -> Path:
         return self.cohort_dir / "omics.zarr"
@@ -171,17 +211,48 @@ class Layout:
     def fold_checkpoint(self, model: str, fold: int | str) -> Path:
         return self.cohort_dir / "train" / check_id(model, "model") / f"fold{_fold(fold)}.pt"
 
+    def run_dir(self, model: str) -> Path:
+        """train/<model>/: fold stores and checkpoints of one model (`predict --run`)."""
+        return self.cohort_dir / "train" / check_id(model, "model")
+
     @property
     def report_dir(self) -> Path:
         return self.cohort_dir / "report"
 
     @property
     def report_html(self) -> Path:
+        """The cohort page: every model run so far, beside the paper's rows."""
         return self.report_dir / "index.html"
 
     @property
-    def report_summary(self) -> Path:
-        return self.report_dir / "summary.json"
+    def report_models(self) -> Path:
+        """JSON of the cohort page: one entry per model report found."""
+        return self.report_dir / "models.json"
+
+    def model_report_dir(self, model: str) -> Path:
+        return self.report_dir / check_id(model, "model")
+
+    def model_report_html(self, model: str) -> Path:
+        return self.model_report_dir(model) / "index.html"
+
+    def model_report_summary(self, model: str) -> Path:
+        return self.model_report_dir(model) / "summary.json"
+
+    # ---- raw GDC (cohorts defined by a GDC project) ----
+    @property
+    def gdc_dir(self) -> Path:
+        """data_dir/<cohort>/gdc/: one folder per data kind (manifest, file map, files)."""
+        return self.data_dir / self.cohort / "gdc"
+
+    @property
+    def assembled_dir(self) -> Path:
+        """results/<cohort>/gdc/: omics_table.csv, labels.tsv, sample_sheet.tsv (stage: assemble)."""
+        return self.cohort_dir / "gdc"
+
+    @property
+    def qc_assembly(self) -> Path:
+        """Patients dropped or partial during GDC assembly (qc/omics.tsv columns)."""
+        return self.cohort_dir / "qc" / "assembly.tsv"
 
     @property
     def predictions(self) -> Path:
