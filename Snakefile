@@ -29,6 +29,7 @@ include: "workflow/rules/omics.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/download.smk"
+include: "workflow/rules/gdc.smk"
 
 
 rule all:

@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "omics": ("wsirisk.omics.build", "group an omics table into the six categories (zarr)"),
     "omics-summary": ("wsirisk.omics.summary", "patients / events / category sizes as JSON"),
     "download": ("wsirisk.gdc.download", "download GDC files from a manifest or a query"),
+    "gdc-query": ("wsirisk.gdc.query", "one data kind of a GDC project -> manifest + file map"),
+    "gdc-assemble": ("wsirisk.gdc.build", "downloaded GDC files -> omics table, labels, sheet"),
     "fetch-tables": ("wsirisk.gdc.tables", "fetch the public PORPOISE/MCAT tables and splits"),
     "splits": ("wsirisk.training.splits", "patient-level cross-validation folds"),
     "train": ("wsirisk.training.train", "train one model on one fold"),

@@ -21,10 +21,13 @@ Directory tree for one cohort (``results_dir/<cohort>/``)::
     train/<model>/fold<k>.pt      checkpoint (loads with weights_only=True)
     report/<model>/index.html, report/<model>/summary.json, *.png   (stage: report, per model)
     report/index.html, report/models.json   cohort page: every model run so far (stage: cohort_page)
-    gdc/...                       raw-GDC assembly outputs (stage: assemble; GDC cohorts only)
+    gdc/omics_table.csv           raw-GDC cohorts only (stage: gdc_assemble): PORPOISE-layout table,
+    gdc/labels.tsv, gdc/sample_sheet.tsv, gdc/samples.tsv, gdc/features.tsv, gdc/assembly.json
+    qc/assembly.tsv               patients dropped or partial in the assembly (qc/omics.tsv columns)
 
 Generated demo inputs live under ``data_dir/<cohort>/`` (stage: make-demo); GDC downloads under
-``data_dir/<cohort>/gdc/<kind>/`` (stage: gdc_query / gdc_download).
+``data_dir/<cohort>/gdc/<kind>/``: manifest.txt and file_map.tsv (stage: gdc_query),
+files/<GDC file name> and download_log.tsv (stage: gdc_download).
 """
 
 from __future__ import annotations
@@ -244,10 +247,60 @@ class Layout:
         """data_dir/<cohort>/gdc/: one folder per data kind (manifest, file map, files)."""
         return self.data_dir / self.cohort / "gdc"
 
+    def gdc_kind_dir(self, kind: str) -> Path:
+        """data_dir/<cohort>/gdc/<kind>/: one data kind (slides, rna, cnv, mutations, clinical)."""
+        return self.gdc_dir / check_id(kind, "GDC kind")
+
+    def gdc_manifest(self, kind: str) -> Path:
+        """GDC manifest of one kind (id filename md5 size state; stage: gdc_query)."""
+        return self.gdc_kind_dir(kind) / "manifest.txt"
+
+    def gdc_file_map(self, kind: str) -> Path:
+        """file -> case -> sample -> aliquot of one kind (TSV, one row per file and entity)."""
+        return self.gdc_kind_dir(kind) / "file_map.tsv"
+
+    def gdc_files_dir(self, kind: str) -> Path:
+        """Where the files of one kind are downloaded (verified files carry their GDC name)."""
+        return self.gdc_kind_dir(kind) / "files"
+
+    def gdc_download_log(self, kind: str) -> Path:
+        """Per-file download outcome of one kind (stage: gdc_download)."""
+        return self.gdc_kind_dir(kind) / "download_log.tsv"
+
     @property
     def assembled_dir(self) -> Path:
         """results/<cohort>/gdc/: omics_table.csv, labels.tsv, sample_sheet.tsv (stage: assemble)."""
         return self.cohort_dir / "gdc"
+
+    @property
+    def gdc_omics_table(self) -> Path:
+        """PORPOISE-layout table assembled from the raw GDC files (input of the omics stage)."""
+        return self.assembled_dir / "omics_table.csv"
+
+    @property
+    def gdc_labels(self) -> Path:
+        """case_id, survival_months, censorship, endpoint, source, source_file, days."""
+        return self.assembled_dir / "labels.tsv"
+
+    @property
+    def gdc_sample_sheet(self) -> Path:
+        """slide_id, patient_id, path: the slide sheet of a GDC cohort (input of `sheet`)."""
+        return self.assembled_dir / "sample_sheet.tsv"
+
+    @property
+    def gdc_samples(self) -> Path:
+        """Which sample/aliquot and file each patient's modality came from, and the others."""
+        return self.assembled_dir / "samples.tsv"
+
+    @property
+    def gdc_features(self) -> Path:
+        """Feature counts per functional category and modality (and the genes kept)."""
+        return self.assembled_dir / "features.tsv"
+
+    @property
+    def gdc_summary(self) -> Path:
+        """Counts and settings of the assembly (JSON)."""
+        return self.assembled_dir / "assembly.json"
 
     @property
     def qc_assembly(self) -> Path:

@@ -6,6 +6,18 @@ DEMO = bool(config["demo"]["enabled"])
 ENCODER = config["features"]["encoder"]
 MODEL = config["train"]["model"]
 FOLDS = list(range(int(config["splits"]["n_folds"])))
+
+
+def workflow_path(path):
+    """A relative path not found in the working directory is taken beside the Snakefile:
+    resources/ ships with the workflow, whatever --directory the run uses."""
+    if not path or Path(path).is_absolute() or Path(path).exists():
+        return path
+    beside = Path(workflow.basedir) / path
+    return str(beside) if beside.exists() else path
+
+
+config["report"]["reference_table"] = workflow_path(config["report"]["reference_table"])
 REFERENCE = config["report"]["reference_table"]  # optional: shown only when the file exists
 
 wildcard_constraints:
@@ -50,6 +62,12 @@ if DEMO:
     OMICS_TABLE = str(L.demo_omics)
     SIGNATURES = str(L.demo_signatures)
     SPLITS_DIR = None
+elif config["gdc"]["project"]:
+    # a GDC cohort: the slide sheet and the omics table come from the gdc_assemble rule
+    SHEET = {}
+    OMICS_TABLE = str(L.gdc_omics_table)
+    SIGNATURES = workflow_path(config["inputs"].get("signatures") or "resources/signatures.csv")
+    SPLITS_DIR = config["inputs"].get("splits_dir")
 else:
     for key in ("sample_sheet", "omics_table", "signatures"):
         if not config["inputs"].get(key):

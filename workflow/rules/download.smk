@@ -1,6 +1,6 @@
-# Downloads (not part of the default target; need internet):
+# The PORPOISE/MCAT table import (the second route to the paper's tables; needs internet):
 #   snakemake --cores 4 data/tables/tcga_blca_all_clean.csv.zip   # PORPOISE table + splits + signatures
-#   snakemake --cores 4 gdc_download                             # files of download.manifest from the GDC
+# Raw GDC downloads are the gdc_* rules of gdc.smk (a cohort with gdc.project set).
 
 
 rule fetch_tables:
@@ -19,20 +19,3 @@ rule fetch_tables:
     shell:
         "wsirisk fetch-tables --cohort {wildcards.tcga} --out {params.out_dir} > {log} 2>&1 "
         "&& cp {params.out_dir}/signatures.csv {output.signatures}"
-
-
-rule gdc_download:
-    input:
-        manifest=config["download"]["manifest"] or [],
-    output:
-        log=Path(config["download"]["out_dir"] or L.data_dir / L.cohort / "gdc") / "download_log.tsv",
-    params:
-        out_dir=lambda w, output: str(Path(output.log).parent),
-    log:
-        L.log("gdc_download"),
-    conda:
-        "../../envs/omics.yaml"
-    threads: 4
-    shell:
-        "wsirisk download --manifest {input.manifest} --out {params.out_dir} "
-        "--workers {threads} > {log} 2>&1"

@@ -28,12 +28,20 @@ FIELDS = (
     "md5sum",
     "file_size",
     "state",
+    "access",
     "data_category",
     "data_type",
+    "data_format",
+    "experimental_strategy",
+    "analysis.workflow_type",
+    "cases.case_id",
     "cases.submitter_id",
     "cases.project.project_id",
     "cases.samples.submitter_id",
     "cases.samples.sample_type",
+    "associated_entities.entity_submitter_id",
+    "associated_entities.entity_type",
+    "associated_entities.case_id",
 )
 
 
@@ -79,6 +87,8 @@ def query_files(
     timeout_s: float = 60.0,
     retries: int = 3,
     backoff_s: float = 1.0,
+    fields: tuple[str, ...] = FIELDS,
+    token: str | None = None,
 ) -> list[dict[str, Any]]:
     """All ``/files`` hits of a filter, page by page (POST JSON); bounded by ``max_pages``."""
     url = join(endpoint, "files")
@@ -87,12 +97,14 @@ def query_files(
     for _page in range(max_pages):
         payload = {
             "filters": filters,
-            "fields": ",".join(FIELDS),
+            "fields": ",".join(fields),
             "format": "JSON",
             "size": page_size,
             "from": start,
         }
-        data = _post_json(url, payload, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+        data = _post_json(
+            url, payload, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, token=token
+        )
         try:
             page = data["data"]["hits"]
             total = int(data["data"]["pagination"]["total"])
@@ -106,10 +118,18 @@ def query_files(
 
 
 def _post_json(
-    url: str, payload: dict[str, Any], *, timeout_s: float, retries: int, backoff_s: float
+    url: str,
+    payload: dict[str, Any],
+    *,
+    timeout_s: float,
+    retries: int,
+    backoff_s: float,
+    token: str | None = None,
 ) -> dict[str, Any]:
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["X-Auth-Token"] = token
     for attempt in range(retries + 1):
         try:
             response = open_request("POST", url, headers=headers, body=body, timeout_s=timeout_s)

@@ -148,3 +148,16 @@ def slides_by_case(file_names: Iterable[str]) -> dict[str, list[str]]:
     for name in file_names:
         out.setdefault(case_id(name), []).append(slide_id_from_filename(name))
     return {case: sorted(slides) for case, slides in sorted(out.items())}
+
+
+def sample_priority(barcode: str) -> tuple[int, str]:
+    """Sort key of the one-sample-per-patient rule: primary tumour (type 01) first, then the
+    TCGA barcode order (``TCGA-XX-XXXX-01A-11R-...`` before ``...-01B-...``, ``-02A`` ...).
+
+    Works on sample, aliquot and slide barcodes; a non-TCGA id sorts after TCGA ones by text.
+    """
+    try:
+        code = parse_barcode(barcode)
+    except ValueError:
+        return (2, str(barcode).upper())
+    return (0 if code.sample_type == 1 else 1, code.text.split(".", 1)[0].upper())

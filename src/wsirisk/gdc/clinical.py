@@ -4,7 +4,8 @@ Recognised layouts (by header):
 
 - ``cdr``: the TCGA-CDR supplementary table (``bcr_patient_barcode``, ``OS``/``OS.time``,
   ``DSS``, ``DFI``, ``PFI``): the curated endpoints, ``#N/A`` for missing.  The only layout
-  that offers DSS/DFI/PFI.
+  that offers DSS/DFI/PFI.  Read as TSV or as the GDC's xlsx (sheet ``TCGA-CDR``, else the
+  first sheet; xlsx is recognised by its zip magic bytes, not its name).
 - ``portal``: GDC portal ``clinical.tsv`` of 2020 (``--`` for missing) and 2022 (``'--``):
   ``case_id, submitter_id, ..., vital_status, days_to_death, days_to_last_follow_up``,
   one or more rows per case (one per diagnosis/treatment).
@@ -30,6 +31,9 @@ import pandas as pd
 
 from wsirisk.gdc.barcodes import parse_barcode
 from wsirisk.gdc.textio import MISSING, header_columns, read_tsv, to_number
+
+CDR_SHEET = "TCGA-CDR"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 DAYS_PER_MONTH = 30.4375
 ENDPOINTS = ("OS", "DSS", "DFI", "PFI")
@@ -63,9 +67,57 @@ def days_to_months(days: pd.Series | float) -> pd.Series | float:
     return days / DAYS_PER_MONTH
 
 
+def is_xlsx(path: Path) -> bool:
+    """True for an xlsx workbook (a zip archive), whatever its name."""
+    try:
+        with Path(path).open("rb") as fh:
+            return fh.read(4) == _ZIP_MAGIC
+    except OSError:
+        return False
+
+
+def _xlsx_sheet(path: Path) -> str | int:
+    import openpyxl
+
+    book = openpyxl.load_workbook(path, read_only=True)
+    try:
+        return CDR_SHEET if CDR_SHEET in book.sheetnames else 0
+    finally:
+        book.close()
+
+
+def xlsx_columns(path: Path) -> list[str]:
+    """Header row of the CDR sheet (or the first sheet) of an xlsx; [] if unreadable."""
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True)
+    except Exception:  # any unreadable workbook is "not a table"
+        return []
+    try:
+        sheet = book[CDR_SHEET] if CDR_SHEET in book.sheetnames else book.worksheets[0]
+        first = next(sheet.iter_rows(max_row=1, values_only=True), ())
+        return ["" if v is None else str(v).strip() for v in first]
+    finally:
+        book.close()
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A clinical table as strings: TSV (plain or gzip) or xlsx (see the module doc)."""
+    path = Path(path)
+    if not is_xlsx(path):
+        return read_tsv(path)
+    try:
+        table = pd.read_excel(path, sheet_name=_xlsx_sheet(path), dtype=str, engine="openpyxl")
+    except Exception as exc:  # openpyxl raises many kinds; name the file
+        raise ValueError(f"{path}: cannot read as an xlsx table ({exc})") from exc
+    table.columns = [str(c).strip() for c in table.columns]
+    return table.fillna("").astype(str)
+
+
 def detect_format(path: Path) -> str | None:
     """'cdr', 'portal', 'portal_prefixed', 'follow_up', 'biotab', or None if none fits."""
-    cols = set(header_columns(path))
+    cols = set(xlsx_columns(path) if is_xlsx(path) else header_columns(path))
     if "bcr_patient_barcode" in cols and {"OS", "OS.time"} <= cols:
         return "cdr"
     if {"cases.submitter_id", "demographic.vital_status"} <= cols:
@@ -180,8 +232,17 @@ def _overall_survival(long: pd.DataFrame, path: Path | str) -> pd.DataFrame:
     return _frame(rows, skipped, path)
 
 
+def read_cdr(path: Path, *, endpoint: str = "OS", project: str | None = None) -> pd.DataFrame:
+    """case_id, survival_months, censorship from a TCGA-CDR table (TSV or xlsx) for one
+    endpoint; ``project`` (``TCGA-BLCA``) keeps the rows of CDR ``type`` BLCA (may be none)."""
+    endpoint = endpoint.upper()
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"unknown endpoint {endpoint!r}: use one of {ENDPOINTS}")
+    return _from_cdr(Path(path), endpoint, project)
+
+
 def _from_cdr(path: Path, endpoint: str, project: str | None) -> pd.DataFrame:
-    table = read_tsv(path)
+    table = read_table(path)
     time_col = f"{endpoint}.time"
     for col in (endpoint, time_col):
         if col not in table:

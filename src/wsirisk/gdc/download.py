@@ -6,9 +6,11 @@
 
 A query first writes ``DIR/gdc_manifest.txt`` and ``DIR/gdc_sample_sheet.tsv`` (which
 file belongs to which case/sample; ``wsirisk.gdc.assemble`` reads it).  Every run writes
-``DIR/download_log.tsv``: file_id, file_name, bytes, bytes_fetched, md5_ok, attempts,
-status (ok | present | failed), error.  Files already present with the right md5 are kept.
-Exit status 1 when any file failed (the others still finish), 0 otherwise.
+``DIR/download_log.tsv`` (or ``--log``): file_id, file_name, bytes, bytes_fetched, md5_ok,
+attempts, status (ok | present | failed), error.  Files already present with the right md5
+are kept; a ``.partial`` left by an interrupted run is resumed with a Range request.
+Exit status 1 when any file failed (the others still finish; ``--keep-going``: 0, the
+failures are named on stderr and in the log), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -40,9 +42,15 @@ LOG_COLUMNS = (
 
 
 def download_files(
-    entries: list[FileEntry], out_dir: Path, settings: Settings, *, workers: int = 4
+    entries: list[FileEntry],
+    out_dir: Path,
+    settings: Settings,
+    *,
+    workers: int = 4,
+    log_path: Path | None = None,
 ) -> list[Result]:
-    """Fetch every entry with ``workers`` threads; write the log; results in entry order."""
+    """Fetch every entry with ``workers`` threads; write the log (default ``out_dir/LOG_NAME``);
+    results in entry order."""
     names = [e.file_name for e in entries]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
@@ -51,7 +59,7 @@ def download_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(pool.map(lambda e: _safe_fetch(e, out_dir, settings), entries))
-    write_log(out_dir / LOG_NAME, results)
+    write_log(Path(log_path) if log_path else out_dir / LOG_NAME, results)
     return results
 
 
@@ -132,6 +140,12 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
         "--deadline", type=float, default=6 * 3600.0, help="give up on one file after, seconds"
     )
     parser.add_argument("--page-size", type=int, default=500, help="/files page size")
+    parser.add_argument("--log", type=Path, help=f"download log (default OUT/{LOG_NAME})")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="exit 0 when some files failed (they are named on stderr and in the log)",
+    )
     parser.add_argument("--token-file", type=Path, help="GDC token (controlled-access files)")
     parser.add_argument(
         "--manifest-only", action="store_true", help="query and write the manifest, fetch nothing"
@@ -179,12 +193,16 @@ def run(args: argparse.Namespace) -> int:
     if args.manifest_only:
         print(f"{len(entries)} files listed in {Path(args.out) / MANIFEST_NAME}")
         return 0
+    log_path = args.log or Path(args.out) / LOG_NAME
     try:
-        results = download_files(entries, args.out, settings, workers=args.workers)
+        results = download_files(
+            entries, args.out, settings, workers=args.workers, log_path=log_path
+        )
     except ValueError as exc:
         print(f"wsirisk download: {exc}", file=sys.stderr)
         return 1
-    return report(results, Path(args.out) / LOG_NAME)
+    code = report(results, log_path)
+    return 0 if args.keep_going else code
 
 
 def report(results: list[Result], log_path: Path) -> int:

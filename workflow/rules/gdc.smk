@@ -1,0 +1,161 @@
+# A cohort defined by its GDC project (config gdc.project): query -> download -> assemble.
+#   gdc_query (checkpoint, per kind)  data/<c>/gdc/<kind>/manifest.txt + file_map.tsv
+#   gdc_download (per kind)           data/<c>/gdc/<kind>/files/* + download_log.tsv
+#   gdc_assemble                      results/<c>/gdc/{omics_table.csv,labels.tsv,
+#                                     sample_sheet.tsv,...} + results/<c>/qc/assembly.tsv
+# One download job per kind (not per file): the resumable downloader runs gdc.download.workers
+# transfers at once; a file that fails after its retries is named in the log and on stderr and
+# becomes a QC row of the assembly, so one bad file never stops the cohort.  Parsing needs no
+# file the DAG makes: the assembly's inputs come from the gdc_query checkpoints.
+import shlex
+
+GDC = config["gdc"]
+GDC_PROJECT = GDC["project"]
+GDC_KINDS = list(GDC["kinds"]) if GDC_PROJECT else []
+# public reference data shipped with the workflow (resources/, beside the Snakefile)
+GDC_SIGNATURES = workflow_path(config["inputs"].get("signatures") or "resources/signatures.csv")
+
+
+wildcard_constraints:
+    kind="slides|rna|cnv|mutations|clinical",
+
+
+def _gdc_user_files(wildcards):
+    """The user's manifest / sample sheet of one kind (gdc.manifests, gdc.sample_sheets)."""
+    files = {}
+    manifest = (GDC.get("manifests") or {}).get(wildcards.kind)
+    sheet = (GDC.get("sample_sheets") or {}).get(wildcards.kind)
+    if manifest:
+        files["manifest"] = manifest
+    if sheet:
+        if not manifest:
+            raise ValueError(f"config: gdc.sample_sheets.{wildcards.kind} needs gdc.manifests.{wildcards.kind}")
+        files["sample_sheet"] = sheet
+    return files
+
+
+def _gdc_query_args(wildcards, input):
+    if input.get("manifest"):
+        args = f"--manifest {shlex.quote(input.manifest)}"
+        if input.get("sample_sheet"):
+            args += f" --sample-sheet {shlex.quote(input.sample_sheet)}"
+    else:
+        args = f"--project {shlex.quote(GDC_PROJECT)}"
+    cdr = GDC.get("cdr") or {}
+    if wildcards.kind == "clinical" and cdr.get("file_id") and not GDC.get("cdr_file"):
+        args += f" --cdr-id {cdr['file_id']} --cdr-name {shlex.quote(cdr['file_name'])}"
+        if cdr.get("md5") and cdr.get("size_bytes") is not None:
+            args += f" --cdr-md5 {cdr['md5']} --cdr-size {int(cdr['size_bytes'])}"
+    if GDC.get("token_file"):
+        args += f" --token-file {shlex.quote(GDC['token_file'])}"
+    return args
+
+
+checkpoint gdc_query:
+    input:
+        unpack(_gdc_user_files),
+    output:
+        manifest=L.gdc_manifest("{kind}"),
+        file_map=L.gdc_file_map("{kind}"),
+    params:
+        source=_gdc_query_args,
+        endpoint=GDC["endpoint"],
+        slides=GDC["slides"],
+        cnv_source=GDC["cnv_source"],
+        retries=GDC["download"]["retries"],
+        timeout=GDC["download"]["timeout_s"],
+        backoff=GDC["download"]["backoff_s"],
+    log:
+        L.log("gdc_query", "{kind}"),
+    conda:
+        "../../envs/omics.yaml"
+    threads: 1
+    shell:
+        "wsirisk gdc-query --kind {wildcards.kind} {params.source} --endpoint {params.endpoint:q} "
+        "--slides {params.slides} --cnv-source {params.cnv_source:q} --retries {params.retries} "
+        "--timeout {params.timeout} --backoff {params.backoff} "
+        "--out-manifest {output.manifest} --out-map {output.file_map} > {log} 2>&1"
+
+
+rule gdc_download:
+    input:
+        manifest=L.gdc_manifest("{kind}"),
+    output:
+        log=L.gdc_download_log("{kind}"),
+    params:
+        out_dir=lambda w: str(L.gdc_files_dir(w.kind)),
+        endpoint=GDC["endpoint"],
+        workers=GDC["download"]["workers"],
+        retries=GDC["download"]["retries"],
+        timeout=GDC["download"]["timeout_s"],
+        backoff=GDC["download"]["backoff_s"],
+        token=f"--token-file {shlex.quote(GDC['token_file'])}" if GDC.get("token_file") else "",
+    log:
+        L.log("gdc_download", "{kind}"),
+    conda:
+        "../../envs/omics.yaml"
+    threads: 1
+    shell:
+        "wsirisk download --manifest {input.manifest} --out {params.out_dir} --log {output.log} "
+        "--endpoint {params.endpoint:q} --workers {params.workers} --retries {params.retries} "
+        "--timeout {params.timeout} --backoff {params.backoff} {params.token} --keep-going "
+        "> {log} 2>&1"
+
+
+def _gdc_assemble_inputs(wildcards):
+    """File maps of every kind; download logs of the kinds whose manifest lists files."""
+    inputs = {"signatures": GDC_SIGNATURES}
+    for kind in GDC_KINDS:
+        query = checkpoints.gdc_query.get(kind=kind)
+        inputs[f"map_{kind}"] = query.output.file_map
+        with open(query.output.manifest) as handle:
+            if sum(1 for line in handle if line.strip()) > 1:
+                inputs[f"log_{kind}"] = str(L.gdc_download_log(kind))
+    if GDC.get("cdr_file"):
+        inputs["cdr"] = GDC["cdr_file"]
+    return inputs
+
+
+rule gdc_assemble:
+    input:
+        unpack(_gdc_assemble_inputs),
+    output:
+        table=L.gdc_omics_table,
+        labels=L.gdc_labels,
+        sheet=L.gdc_sample_sheet,
+        samples=L.gdc_samples,
+        features=L.gdc_features,
+        summary=L.gdc_summary,
+        qc=L.qc_assembly,
+    params:
+        layout=f"--cohort {L.cohort} --data-dir {shlex.quote(str(L.data_dir))} "
+        f"--results-dir {shlex.quote(str(L.results_dir))}",
+        project=GDC_PROJECT,
+        kinds=",".join(GDC_KINDS),
+        survival=GDC["survival"],
+        cnv_source=GDC["cnv_source"],
+        slides=GDC["slides"],
+        min_mut=GDC["min_mutation_frequency"],
+        min_cnv=GDC["min_cnv_frequency"],
+        missing="" if GDC["keep_missing_modality"] else "--drop-missing-modality",
+        cdr=lambda w, input: f"--cdr {shlex.quote(input.cdr)}" if input.get("cdr") else "",
+    log:
+        L.log("gdc_assemble"),
+    conda:
+        "../../envs/omics.yaml"
+    threads: 1
+    shell:
+        "wsirisk gdc-assemble {params.layout} --signatures {input.signatures:q} "
+        "--project {params.project} "
+        "--kinds {params.kinds} --survival {params.survival} --cnv-source {params.cnv_source:q} "
+        "--slides {params.slides} --min-mutation-frequency {params.min_mut} "
+        "--min-cnv-frequency {params.min_cnv} {params.missing} {params.cdr} > {log} 2>&1 "
+        "&& cat {output.features}"
+
+
+# `snakemake gdc` stops after the assembly (what the rest of the DAG reads for a GDC cohort).
+rule gdc:
+    input:
+        L.gdc_omics_table,
+        L.gdc_sample_sheet,
+        L.qc_assembly,
