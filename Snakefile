@@ -1,8 +1,9 @@
 # wsirisk: whole-slide images + omics -> survival risk (ME-Mamba), as a Snakemake DAG.
 #   snakemake --cores all                      # the demo cohort of config.yaml
-#   snakemake --cores all --use-conda          # one conda env per rule group (envs/)
+#   snakemake --cores all --configfile my.yaml # a real cohort (sample sheet, or a GDC project)
 #   snakemake --profile profiles/slurm         # the same DAG on a SLURM cluster
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ min_version("8.20")
 
 # The artifact layout lives in the package (stdlib-only module): import it from src/.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from wsirisk.layout import Layout  # noqa: E402
+from wsirisk.layout import Layout, check_id  # noqa: E402
 
 
 configfile: "config.yaml"
@@ -22,7 +23,13 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+PREDICT_MODEL = config["predict"].get("model") or MODELS[0]
+
+
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/cohort.smk"
 include: "workflow/rules/slides.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/omics.smk"
@@ -35,5 +42,5 @@ include: "workflow/rules/gdc.smk"
 rule all:
     input:
         L.report_html,
-        L.report_summary,
+        [L.model_report_html(m) for m in MODELS],
     default_target: True

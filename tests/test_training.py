@@ -248,13 +248,11 @@ def test_options_validation_names_the_key() -> None:
     with pytest.raises(ValueError, match="optimizer"):
         TrainOptions.from_dict({"optimizer": "rmsprop"})
     paper = TrainOptions.paper(model="snn")
-    assert (paper.optimizer, paper.lr, paper.momentum, paper.weight_decay, paper.epochs) == (
-        "sgd",
-        1e-3,
-        0.9,
-        1e-5,
-        30,
-    )
+    stated = (paper.optimizer, paper.lr, paper.epochs, paper.batch_size, paper.n_bins)
+    assert stated == ("sgd", 1e-3, 30, 1, 4)
+    assert (paper.momentum, paper.weight_decay) == (0.0, 0.0)  # the paper states neither
+    ours = TrainOptions.paper(with_our_additions=True, model="snn")
+    assert (ours.momentum, ours.weight_decay, ours.lr, ours.epochs) == (0.9, 1e-5, 1e-3, 30)
 
 
 def test_max_patches_caps_training_bags(tmp_path: Path) -> None:

@@ -118,7 +118,8 @@ def test_inner_val_never_sees_the_outer_fold(cohort: tuple[Path, Path, Path], mo
 def test_cli_composes_seeds_and_inner_val(cohort: tuple[Path, Path, Path], capsys) -> None:
     csv, sig, split_dir = cohort
     argv = ["evaluate-omics", str(csv), "--splits", str(split_dir), "--signatures", str(sig)]
-    argv += ["--n-folds", "2", "--epochs", "3", "--grad-accum", "4", "--seeds", "2"]
+    argv += ["--model", "snn", "--n-folds", "2", "--epochs", "3", "--grad-accum", "4"]
+    argv += ["--seeds", "2"]
     argv += ["--inner-val", "0.25"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

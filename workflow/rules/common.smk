@@ -1,16 +1,18 @@
-# Sample bookkeeping shared by all rules: which slides, which patient, where the inputs are.
+# Cohort bookkeeping shared by all rules. Parsing never reads a file the DAG makes: the slide
+# list comes from the `sheet` checkpoint (input functions below), so a cohort whose sheet is
+# generated (demo, GDC) or has bad rows still parses, and every bad row becomes a QC row.
 import csv
 
 L = Layout.from_config(config)
 DEMO = bool(config["demo"]["enabled"])
+GDC = not DEMO and bool((config.get("gdc") or {}).get("project"))
 ENCODER = config["features"]["encoder"]
-MODEL = config["train"]["model"]
 FOLDS = list(range(int(config["splits"]["n_folds"])))
 
 
 def workflow_path(path):
-    """A relative path not found in the working directory is taken beside the Snakefile:
-    resources/ ships with the workflow, whatever --directory the run uses."""
+    """A relative path not found in the working directory is taken beside the Snakefile
+    (resources/ ships with the workflow), whatever --directory the run uses."""
     if not path or Path(path).is_absolute() or Path(path).exists():
         return path
     beside = Path(workflow.basedir) / path
@@ -18,72 +20,95 @@ def workflow_path(path):
 
 
 config["report"]["reference_table"] = workflow_path(config["report"]["reference_table"])
-REFERENCE = config["report"]["reference_table"]  # optional: shown only when the file exists
+REFERENCE = config["report"]["reference_table"]  # optional: the report says when it is missing
+GPUS = int(config["compute"]["gpus_per_job"])  # GPUs per extract/train job (0: CPU-only cluster)
+SLIDES_PER_JOB = int(config["features"].get("slides_per_job", 16))
+
+# Models trained in this run: train.models (a list) or else train.model.
+MODELS = list(config["train"].get("models") or [config["train"]["model"]])
+for _model in MODELS:
+    check_id(_model, "train.models entry")
+GENOMICS_ONLY = {"snn"}  # models that never read slides (no features input)
 
 wildcard_constraints:
     slide=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     fold=r"\d+",
+    batch=r"\d+",
 
 
-def _read_sample_sheet(path):
-    """slide_id -> {patient_id, path, mpp_override} from a TSV sample sheet."""
-    sheet = {}
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = {"slide_id", "patient_id", "path"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: sample sheet lacks column(s) {sorted(missing)}")
-        for row in reader:
-            slide = row["slide_id"].strip()
-            if slide in sheet:
-                raise ValueError(f"{path}: slide_id {slide!r} listed twice")
-            sheet[slide] = {
-                "patient_id": row["patient_id"].strip(),
-                "path": row["path"].strip(),
-                "mpp_override": (row.get("mpp_override") or "").strip(),
-            }
-    return sheet
-
-
-def _demo_sheet():
-    n = int(config["demo"]["n_patients"])
-    return {
-        f"DEMO-{i:03d}-DX1": {
-            "patient_id": f"DEMO-{i:03d}",
-            "path": str(L.demo_slide(f"DEMO-{i:03d}-DX1")),
-            "mpp_override": "",
-        }
-        for i in range(n)
-    }
+def _resource(relative):
+    """A file under the repository's resources/ folder (public reference data we ship)."""
+    return str(Path(workflow.basedir) / "resources" / relative)
 
 
 if DEMO:
-    SHEET = _demo_sheet()
+    SHEET_IN = str(L.demo_sample_sheet)
     OMICS_TABLE = str(L.demo_omics)
     SIGNATURES = str(L.demo_signatures)
     SPLITS_DIR = None
-elif config["gdc"]["project"]:
-    # a GDC cohort: the slide sheet and the omics table come from the gdc_assemble rule
-    SHEET = {}
-    OMICS_TABLE = str(L.gdc_omics_table)
-    SIGNATURES = workflow_path(config["inputs"].get("signatures") or "resources/signatures.csv")
+    UPSTREAM_QC = []
+elif GDC:
+    SHEET_IN = str(L.assembled_dir / "sample_sheet.tsv")
+    OMICS_TABLE = str(L.assembled_dir / "omics_table.csv")
+    SIGNATURES = config["inputs"].get("signatures") or _resource("signatures.csv")
     SPLITS_DIR = config["inputs"].get("splits_dir")
+    UPSTREAM_QC = [str(L.qc_assembly)]
 else:
-    for key in ("sample_sheet", "omics_table", "signatures"):
-        if not config["inputs"].get(key):
-            raise ValueError(f"config: inputs.{key} is required when demo.enabled is false")
-    SHEET = _read_sample_sheet(config["inputs"]["sample_sheet"])
+    for _key in ("sample_sheet", "omics_table"):
+        if not config["inputs"].get(_key):
+            raise ValueError(
+                f"config: inputs.{_key} is required when demo.enabled is false and no "
+                "gdc.project is set (see README, 'Real runs')"
+            )
+    SHEET_IN = config["inputs"]["sample_sheet"]
     OMICS_TABLE = config["inputs"]["omics_table"]
-    SIGNATURES = config["inputs"]["signatures"]
+    SIGNATURES = config["inputs"].get("signatures") or _resource("signatures.csv")
     SPLITS_DIR = config["inputs"].get("splits_dir")
+    UPSTREAM_QC = []
 
-SLIDES = sorted(SHEET)
-for _slide in SLIDES:
-    L.slide_store(_slide)  # raises ValueError naming an unsafe slide_id (e.g. '../x')
+
+def sheet_rows():
+    """slide_id -> row of the validated sheet (after the `sheet` checkpoint has run)."""
+    path = checkpoints.sheet.get().output.sheet
+    with open(path, newline="") as handle:
+        return {row["slide_id"]: row for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def slide_ids(wildcards=None):
+    return sorted(sheet_rows())
+
+
+def batch_ids():
+    return sorted({int(row["batch"]) for row in sheet_rows().values()})
+
+
+def batch_slides(wildcards):
+    return sorted(s for s, row in sheet_rows().items() if int(row["batch"]) == int(wildcards.batch))
 
 
 def slide_path(wildcards):
-    return SHEET[wildcards.slide]["path"]
+    return sheet_rows()[wildcards.slide]["path"]
+
+
+def tile_stores(wildcards=None):
+    return [str(L.slide_store(s)) for s in slide_ids()]
+
+
+def feature_batches(wildcards=None):
+    return [str(L.features_batch(ENCODER, b)) for b in batch_ids()]
+
+
+def uses_slides(model):
+    return model not in GENOMICS_ONLY
+
+
+def train_options(model):
+    """The `train` section for one model: per-model overrides applied, `models` dropped."""
+    options = {k: v for k, v in config["train"].items() if k not in {"models", "overrides"}}
+    options.update((config["train"].get("overrides") or {}).get(model, {}))
+    options["model"] = model
+    return json.dumps(options, sort_keys=True)
 
 
 def options(section):

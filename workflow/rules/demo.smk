@@ -3,7 +3,9 @@
 
 rule make_demo:
     output:
-        slides=[L.demo_slide(s) for s in SLIDES] if DEMO else [],
+        slides=[L.demo_slide(f"DEMO-{i:03d}-DX1") for i in range(config["demo"]["n_patients"])]
+        if DEMO
+        else [],
         omics=L.demo_omics,
         signatures=L.demo_signatures,
         sample_sheet=L.demo_sample_sheet,

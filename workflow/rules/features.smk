@@ -1,24 +1,39 @@
-# Patch features: one job per slide (GPU when present); on SLURM several slides share a job (group).
+# Patch features: one job per batch of `features.slides_per_job` slides (the sheet assigns the
+# batches). One `wsirisk extract` process builds the encoder once, reads the next slide while the
+# current one finishes, and writes/resumes each slide's store on its own; the batch manifest
+# lists them. On SLURM a batch is one job asking for one GPU.
+
+
+def _extract_args(wildcards):
+    rows = sheet_rows()
+    args = []
+    for slide in batch_slides(wildcards):
+        args += [
+            "--slide", shlex.quote(rows[slide]["path"]),
+            "--tiles", str(L.slide_store(slide)),
+            "--out", str(L.features_store(ENCODER, slide)),
+        ]  # fmt: skip
+    return " ".join(args)
 
 
 rule extract:
     input:
-        slide=slide_path,
-        tiles=L.slide_store("{slide}"),
+        sheet=L.sheet,
+        slides=lambda w: [sheet_rows()[s]["path"] for s in batch_slides(w)],
+        tiles=lambda w: [str(L.slide_store(s)) for s in batch_slides(w)],
     output:
-        directory(L.features_store(ENCODER, "{slide}")),
+        L.features_batch(ENCODER, "{batch}"),
     params:
+        slides=_extract_args,
         options=options("features"),
     log:
-        L.log("extract", "{slide}"),
+        L.log("extract", "batch{batch}"),
     conda:
         "../../envs/features.yaml"
-    group:
-        "features"
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=8000,
+        gpu=GPUS,
+        mem_mb=16000,
     shell:
-        "wsirisk extract --slide {input.slide:q} --tiles {input.tiles} --out {output} "
-        "--options {params.options:q} --threads {threads} --no-progress > {log} 2>&1"
+        "wsirisk extract {params.slides} --manifest {output} --options {params.options:q} "
+        "--threads {threads} --no-progress > {log} 2>&1"

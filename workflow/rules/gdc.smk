@@ -9,11 +9,11 @@
 # file the DAG makes: the assembly's inputs come from the gdc_query checkpoints.
 import shlex
 
-GDC = config["gdc"]
-GDC_PROJECT = GDC["project"]
-GDC_KINDS = list(GDC["kinds"]) if GDC_PROJECT else []
+GDC_CFG = config["gdc"]
+GDC_PROJECT = GDC_CFG["project"]
+GDC_KINDS = list(GDC_CFG["kinds"]) if GDC else []  # GDC (common.smk): a project, no demo
 # public reference data shipped with the workflow (resources/, beside the Snakefile)
-GDC_SIGNATURES = workflow_path(config["inputs"].get("signatures") or "resources/signatures.csv")
+GDC_SIGNATURES = SIGNATURES if GDC else _resource("signatures.csv")
 
 
 wildcard_constraints:
@@ -23,8 +23,8 @@ wildcard_constraints:
 def _gdc_user_files(wildcards):
     """The user's manifest / sample sheet of one kind (gdc.manifests, gdc.sample_sheets)."""
     files = {}
-    manifest = (GDC.get("manifests") or {}).get(wildcards.kind)
-    sheet = (GDC.get("sample_sheets") or {}).get(wildcards.kind)
+    manifest = (GDC_CFG.get("manifests") or {}).get(wildcards.kind)
+    sheet = (GDC_CFG.get("sample_sheets") or {}).get(wildcards.kind)
     if manifest:
         files["manifest"] = manifest
     if sheet:
@@ -41,13 +41,13 @@ def _gdc_query_args(wildcards, input):
             args += f" --sample-sheet {shlex.quote(input.sample_sheet)}"
     else:
         args = f"--project {shlex.quote(GDC_PROJECT)}"
-    cdr = GDC.get("cdr") or {}
-    if wildcards.kind == "clinical" and cdr.get("file_id") and not GDC.get("cdr_file"):
+    cdr = GDC_CFG.get("cdr") or {}
+    if wildcards.kind == "clinical" and cdr.get("file_id") and not GDC_CFG.get("cdr_file"):
         args += f" --cdr-id {cdr['file_id']} --cdr-name {shlex.quote(cdr['file_name'])}"
         if cdr.get("md5") and cdr.get("size_bytes") is not None:
             args += f" --cdr-md5 {cdr['md5']} --cdr-size {int(cdr['size_bytes'])}"
-    if GDC.get("token_file"):
-        args += f" --token-file {shlex.quote(GDC['token_file'])}"
+    if GDC_CFG.get("token_file"):
+        args += f" --token-file {shlex.quote(GDC_CFG['token_file'])}"
     return args
 
 
@@ -59,12 +59,12 @@ checkpoint gdc_query:
         file_map=L.gdc_file_map("{kind}"),
     params:
         source=_gdc_query_args,
-        endpoint=GDC["endpoint"],
-        slides=GDC["slides"],
-        cnv_source=GDC["cnv_source"],
-        retries=GDC["download"]["retries"],
-        timeout=GDC["download"]["timeout_s"],
-        backoff=GDC["download"]["backoff_s"],
+        endpoint=GDC_CFG["endpoint"],
+        slides=GDC_CFG["slides"],
+        cnv_source=GDC_CFG["cnv_source"],
+        retries=GDC_CFG["download"]["retries"],
+        timeout=GDC_CFG["download"]["timeout_s"],
+        backoff=GDC_CFG["download"]["backoff_s"],
     log:
         L.log("gdc_query", "{kind}"),
     conda:
@@ -84,12 +84,12 @@ rule gdc_download:
         log=L.gdc_download_log("{kind}"),
     params:
         out_dir=lambda w: str(L.gdc_files_dir(w.kind)),
-        endpoint=GDC["endpoint"],
-        workers=GDC["download"]["workers"],
-        retries=GDC["download"]["retries"],
-        timeout=GDC["download"]["timeout_s"],
-        backoff=GDC["download"]["backoff_s"],
-        token=f"--token-file {shlex.quote(GDC['token_file'])}" if GDC.get("token_file") else "",
+        endpoint=GDC_CFG["endpoint"],
+        workers=GDC_CFG["download"]["workers"],
+        retries=GDC_CFG["download"]["retries"],
+        timeout=GDC_CFG["download"]["timeout_s"],
+        backoff=GDC_CFG["download"]["backoff_s"],
+        token=f"--token-file {shlex.quote(GDC_CFG['token_file'])}" if GDC_CFG.get("token_file") else "",
     log:
         L.log("gdc_download", "{kind}"),
     conda:
@@ -102,23 +102,22 @@ rule gdc_download:
         "> {log} 2>&1"
 
 
-def _gdc_assemble_inputs(wildcards):
-    """File maps of every kind; download logs of the kinds whose manifest lists files."""
-    inputs = {"signatures": GDC_SIGNATURES}
+def _gdc_download_logs(wildcards):
+    """Download logs of the kinds whose manifest (a gdc_query checkpoint output) lists files."""
+    logs = []
     for kind in GDC_KINDS:
-        query = checkpoints.gdc_query.get(kind=kind)
-        inputs[f"map_{kind}"] = query.output.file_map
-        with open(query.output.manifest) as handle:
+        with open(checkpoints.gdc_query.get(kind=kind).output.manifest) as handle:
             if sum(1 for line in handle if line.strip()) > 1:
-                inputs[f"log_{kind}"] = str(L.gdc_download_log(kind))
-    if GDC.get("cdr_file"):
-        inputs["cdr"] = GDC["cdr_file"]
-    return inputs
+                logs.append(str(L.gdc_download_log(kind)))
+    return logs
 
 
 rule gdc_assemble:
     input:
-        unpack(_gdc_assemble_inputs),
+        maps=[L.gdc_file_map(kind) for kind in GDC_KINDS],  # every query starts at once
+        logs=_gdc_download_logs,
+        signatures=GDC_SIGNATURES,
+        cdr=GDC_CFG["cdr_file"] or [],
     output:
         table=L.gdc_omics_table,
         labels=L.gdc_labels,
@@ -132,13 +131,13 @@ rule gdc_assemble:
         f"--results-dir {shlex.quote(str(L.results_dir))}",
         project=GDC_PROJECT,
         kinds=",".join(GDC_KINDS),
-        survival=GDC["survival"],
-        cnv_source=GDC["cnv_source"],
-        slides=GDC["slides"],
-        min_mut=GDC["min_mutation_frequency"],
-        min_cnv=GDC["min_cnv_frequency"],
-        missing="" if GDC["keep_missing_modality"] else "--drop-missing-modality",
-        cdr=lambda w, input: f"--cdr {shlex.quote(input.cdr)}" if input.get("cdr") else "",
+        survival=GDC_CFG["survival"],
+        cnv_source=GDC_CFG["cnv_source"],
+        slides=GDC_CFG["slides"],
+        min_mut=GDC_CFG["min_mutation_frequency"],
+        min_cnv=GDC_CFG["min_cnv_frequency"],
+        missing="" if GDC_CFG["keep_missing_modality"] else "--drop-missing-modality",
+        cdr=f"--cdr {shlex.quote(GDC_CFG['cdr_file'])}" if GDC_CFG["cdr_file"] else "",
     log:
         L.log("gdc_assemble"),
     conda:
@@ -153,7 +152,7 @@ rule gdc_assemble:
         "&& cat {output.features}"
 
 
-# `snakemake gdc` stops after the assembly (what the rest of the DAG reads for a GDC cohort).
+# `snakemake gdc` stops after the assembly (what the rest of the DAG reads for a GDC_CFG cohort).
 rule gdc:
     input:
         L.gdc_omics_table,

@@ -5,9 +5,12 @@ rule omics:
     input:
         table=OMICS_TABLE,
         signatures=SIGNATURES,
+        upstream_qc=UPSTREAM_QC,
     output:
         store=directory(L.omics_store),
         qc=L.qc_omics,
+    params:
+        upstream=lambda w, input: " ".join(f"--upstream-qc {q}" for q in input.upstream_qc),
     log:
         L.log("omics"),
     conda:
@@ -15,7 +18,7 @@ rule omics:
     threads: 1
     shell:
         "wsirisk omics --table {input.table:q} --signatures {input.signatures:q} "
-        "--out {output.store} --qc {output.qc} > {log} 2>&1"
+        "--out {output.store} --qc {output.qc} {params.upstream} > {log} 2>&1"
 
 
 rule splits:

@@ -3,17 +3,18 @@
 
 rule tile:
     input:
+        sheet=L.sheet,
         slide=slide_path,
     output:
         store=directory(L.slide_store("{slide}")),
         geojson=L.slide_geojson("{slide}"),
         thumbnail=L.slide_thumbnail("{slide}"),
     params:
-        patient=lambda w: SHEET[w.slide]["patient_id"],
+        patient=lambda w: sheet_rows()[w.slide]["patient_id"],
         options=options("slides"),
         mpp=lambda w: (
-            f"--mpp-override {SHEET[w.slide]['mpp_override']}"
-            if SHEET[w.slide]["mpp_override"]
+            f"--mpp-override {sheet_rows()[w.slide]['mpp_override']}"
+            if sheet_rows()[w.slide]["mpp_override"]
             else ""
         ),
     log:
@@ -31,7 +32,8 @@ rule tile:
 
 rule qc_slides:
     input:
-        [L.slide_store(s) for s in SLIDES],
+        stores=tile_stores,
+        sheet_qc=L.qc_sheet,
     output:
         L.qc_slides,
     log:
@@ -40,4 +42,4 @@ rule qc_slides:
         "../../envs/slides.yaml"
     threads: 1
     shell:
-        "wsirisk qc-slides {input} --out {output} > {log} 2>&1"
+        "wsirisk qc-slides {input.stores} --sheet-qc {input.sheet_qc} --out {output} > {log} 2>&1"

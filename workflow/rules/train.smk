@@ -1,25 +1,34 @@
-# Training: one job per cross-validation fold. Changing `train:` reruns only these and the report.
+# Training: one job per model x cross-validation fold. Changing `train:` reruns only these and
+# the reports; tiles and features are kept. The run records its preprocessing (slides and
+# features sections) in each checkpoint, so `wsirisk predict --run` needs nothing else.
 
 
 rule train:
     input:
         omics=L.omics_store,
         splits=L.splits_store,
-        features=[L.features_store(ENCODER, s) for s in SLIDES] if MODEL != "snn" else [],
+        cohort=L.cohort_summary,
+        features=lambda w: feature_batches() if uses_slides(w.model) else [],
     output:
-        store=directory(L.fold_store(MODEL, "{fold}")),
-        checkpoint=L.fold_checkpoint(MODEL, "{fold}"),
+        store=directory(L.fold_store("{model}", "{fold}")),
+        checkpoint=L.fold_checkpoint("{model}", "{fold}"),
     params:
-        options=options("train"),
+        options=lambda w: train_options(w.model),
+        preprocess=json.dumps(
+            {"slides": config["slides"], "features": config["features"]}, sort_keys=True
+        ),
+        features=lambda w, input: (
+            f"--features-manifest {' '.join(input.features)}" if input.features else ""
+        ),
     log:
-        L.log(f"train-{MODEL}", "fold{fold}"),
+        L.log("train-{model}", "fold{fold}"),
     conda:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS,
         mem_mb=16000,
     shell:
         "wsirisk train --omics {input.omics} --splits {input.splits} --fold {wildcards.fold} "
-        "--features {input.features} --options {params.options:q} "
+        "{params.features} --options {params.options:q} --preprocess {params.preprocess:q} "
         "--out {output.store} --checkpoint {output.checkpoint} > {log} 2>&1"

@@ -1,7 +1,7 @@
 """`wsirisk evaluate-omics`: K-fold CV of an omics-only model on a PORPOISE/MCAT table.
 
     wsirisk evaluate-omics tcga_blca_all_clean.csv.zip --splits splits/tcga_blca \\
-        --signatures signatures.csv --model snn
+        --signatures signatures.csv --model me_mamba
 
 The table is grouped into the six categories by the same builder as ``wsirisk omics`` (into a
 temporary omics.zarr); bins and the omics scaler are fit on each training fold. Per-epoch logs
@@ -45,11 +45,12 @@ from wsirisk.training.splits import read_split_dir
 from wsirisk.training.train import best_epoch
 from wsirisk.training.trainer import TrainOptions, predict_samples, train_fold
 
-# Defaults chosen on TCGA-COADREAD (not one of the reported cohorts; docs/results.md): Adam,
-# one patient per step, 20 epochs, NaNs imputed with training-fold means but no z-scoring
-# (z-scoring rare binary mutations hurt there).
+# Defaults chosen on TCGA-COADREAD (not one of the reported cohorts; docs/results.md) for the SNN:
+# Adam, one patient per step, 20 epochs, NaNs imputed with training-fold means but no z-scoring
+# (z-scoring rare binary mutations hurt there). The default model is ME-Mamba (genomics expert
+# only here), the system this project is built around; `--model snn` gives the SNN.
 DEFAULTS: dict[str, Any] = {
-    "model": "snn",
+    "model": "me_mamba",
     "epochs": 20,
     "optimizer": "adam",
     "lr": 2e-4,

@@ -129,11 +129,39 @@ def checkpoint_dict(
     }
 
 
+def stores_from_manifests(manifests: list[Path]) -> list[Path]:
+    """Features stores listed in extraction batch manifests (column ``store``), in order.
+
+    A listed store that does not exist is an error naming the manifest and the store.
+    """
+    import csv
+
+    stores: list[Path] = []
+    for manifest in manifests:
+        with open(manifest, newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t")
+            if "store" not in (reader.fieldnames or []):
+                raise ValueError(f"{manifest}: extraction manifest has no 'store' column")
+            for line, row in enumerate(reader, start=2):
+                store = Path(row["store"])
+                if not store.exists():
+                    raise FileNotFoundError(f"{manifest}:{line}: features store {store} is missing")
+                stores.append(store)
+    return stores
+
+
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--omics", type=Path, required=True, help="omics.zarr")
     parser.add_argument("--splits", type=Path, required=True, help="splits.zarr")
     parser.add_argument("--fold", type=int, required=True)
     parser.add_argument("--features", type=Path, nargs="*", default=[], help="features stores")
+    parser.add_argument(
+        "--features-manifest",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="extraction batch manifests (TSV with a 'store' column): their stores are added",
+    )
     parser.add_argument("--options", default="{}", help="JSON object (config 'train' section)")
     parser.add_argument("--out", type=Path, required=True, help="fold store (zarr) to write")
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt)")
@@ -153,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     if msg:
         notes.append(f"{args.omics}: {msg}")
         warnings.warn(notes[-1], stacklevel=1)
-    bank = FeatureBank(args.features) if args.features else None
+    stores = list(args.features) + stores_from_manifests(args.features_manifest)
+    bank = FeatureBank(stores) if stores else None
     data = prepare_fold(
         omics, folds[args.fold], opts.n_bins, opts.standardize, bank, clip=opts.clip
     )
