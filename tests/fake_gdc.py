@@ -1,14 +1,18 @@
 """A fake GDC API on 127.0.0.1 (ephemeral port) speaking real HTTP, with injectable faults.
 
 Endpoints: ``POST/GET /files`` (JSON filters with ``and``/``in``/``=``, ``from``/``size``
-paging, the GDC response layout) and ``GET /data/{uuid}`` (``Range: bytes=N-[M]``, 206 +
-Content-Range, Content-Disposition).  Faults are queued per file id and each one is used up
-by one ``/data`` request:
+paging, ``fields`` (only the named dotted fields come back, plus ``id``), the GDC response
+layout, ``return_type=manifest``), ``GET /manifest/{id,id...}`` and ``POST /manifest``
+(``{"ids": [...]}``): the GDC manifest TSV, and ``GET /data/{uuid}`` (``Range: bytes=N-[M]``,
+206 + Content-Range, Content-Disposition; files whose ``access`` is ``controlled`` need the
+``X-Auth-Token`` given as ``token``, else 403).  Faults are queued per file id and each one
+is used up by one ``/data`` request; ``always[file_id]`` holds a fault used by every request:
 
     ("drop", n)         send the headers of the full answer, n body bytes, then hang up
     ("corrupt",)        send the right length with one byte flipped (md5 mismatch)
     ("status", 503)     answer with that HTTP status
     ("slow", seconds)   wait before answering
+    ("throttle", bps)   send the body at about bps bytes per second (4 KiB writes)
     ("ignore_range",)   answer 200 with the whole file even when a Range was asked
     ("name", "../x")    send that Content-Disposition file name
 
@@ -57,9 +61,11 @@ class FakeFile:
 class FakeGDC:
     """Context manager: ``with FakeGDC(files) as gdc: gdc.url``."""
 
-    def __init__(self, files: list[FakeFile]) -> None:
+    def __init__(self, files: list[FakeFile], token: str | None = None) -> None:
         self.files = {f.file_id: f for f in files}
+        self.token = token
         self.faults: dict[str, list[tuple]] = defaultdict(list)
+        self.always: dict[str, tuple] = {}
         self.sent_bytes: dict[str, int] = defaultdict(int)
         self.data_requests: list[tuple[str, str | None]] = []
         self.files_requests: list[tuple[int, int]] = []
@@ -99,6 +105,9 @@ class FakeGDC:
         hits = [f.hit() for f in self.files.values() if _matches(f.hit(), filters)]
         with self.lock:
             self.files_requests.append((start, size))
+        fields = payload.get("fields")
+        if fields:
+            hits = [_project(h, str(fields).split(",")) for h in hits]
         page = hits[start : start + size]
         return {
             "data": {
@@ -119,7 +128,51 @@ class FakeGDC:
     def next_fault(self, file_id: str) -> tuple:
         with self.lock:
             queue = self.faults.get(file_id)
-            return queue.pop(0) if queue else ()
+            if queue:
+                return queue.pop(0)
+            return self.always.get(file_id, ())
+
+    def manifest(self, ids: list[str] | None = None, filters: Any = None) -> str:
+        """The GDC manifest TSV of some ids, or of a /files filter."""
+        if ids is not None:
+            chosen = [self.files[i] for i in ids if i in self.files]
+        else:
+            flt = json.loads(filters) if isinstance(filters, str) else (filters or {})
+            chosen = [f for f in self.files.values() if _matches(f.hit(), flt)]
+        lines = ["id\tfilename\tmd5\tsize\tstate"]
+        for f in chosen:
+            h = f.hit()
+            lines.append(f"{f.file_id}\t{f.file_name}\t{h['md5sum']}\t{h['file_size']}\treleased")
+        return "\n".join(lines) + "\n"
+
+
+def _project(record: Any, paths: list[str]) -> Any:
+    """Only the dotted ``paths`` of a hit (lists of objects projected item by item), + id."""
+    out: dict[str, Any] = {"id": record.get("id")} if isinstance(record, dict) else {}
+    heads: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        head, _, rest = path.strip().partition(".")
+        heads[head].append(rest)
+    for head, rests in heads.items():
+        if head not in record:
+            continue
+        value = record[head]
+        subs = [r for r in rests if r]
+        if subs and isinstance(value, list):
+            value = [_project_plain(v, subs) for v in value]
+        elif subs and isinstance(value, dict):
+            value = _project_plain(value, subs)
+        out[head] = value
+    return out
+
+
+def _project_plain(record: Any, paths: list[str]) -> Any:
+    if not isinstance(record, dict):
+        return record
+    projected = _project(record, paths)
+    if "id" not in record:
+        projected.pop("id", None)
+    return projected
 
 
 def _values(record: Any, dotted: str) -> list[Any]:
@@ -169,11 +222,26 @@ def _handler_for(gdc: FakeGDC) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _text(self, status: int, text: str) -> None:
+            body = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/tab-separated-values")
+            self.send_header("Content-Disposition", 'attachment; filename="gdc_manifest.txt"')
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             payload = json.loads(self.rfile.read(length) or b"{}")
-            if self.path.rstrip("/").endswith("/files"):
+            path = self.path.rstrip("/")
+            if path.endswith("/files") and payload.get("return_type") == "manifest":
+                self._text(200, gdc.manifest(filters=payload.get("filters")))
+            elif path.endswith("/files"):
                 self._json(200, gdc.search(payload))
+            elif path.endswith("/manifest"):
+                self._text(200, gdc.manifest(ids=list(payload.get("ids") or [])))
             else:
                 self._json(404, {"message": "not found"})
 
@@ -181,7 +249,13 @@ def _handler_for(gdc: FakeGDC) -> type[BaseHTTPRequestHandler]:
             parts = urllib.parse.urlsplit(self.path)
             if parts.path.rstrip("/").endswith("/files"):
                 query = dict(urllib.parse.parse_qsl(parts.query))
-                self._json(200, gdc.search(query))
+                if query.get("return_type") == "manifest":
+                    self._text(200, gdc.manifest(filters=query.get("filters")))
+                else:
+                    self._json(200, gdc.search(query))
+            elif parts.path.startswith("/manifest/"):
+                ids = [i for i in parts.path.removeprefix("/manifest/").split(",") if i]
+                self._text(200, gdc.manifest(ids=ids))
             elif parts.path.startswith("/data/"):
                 self._data(parts.path.removeprefix("/data/"))
             else:
@@ -194,6 +268,11 @@ def _handler_for(gdc: FakeGDC) -> type[BaseHTTPRequestHandler]:
             fake = gdc.files.get(file_id)
             if fake is None:
                 self._json(404, {"message": f"file {file_id} not found"})
+                return
+            if fake.meta.get("access") == "controlled" and (
+                gdc.token is None or self.headers.get("X-Auth-Token") != gdc.token
+            ):
+                self._json(403, {"message": "controlled file: a valid token is required"})
                 return
             fault = gdc.next_fault(file_id)
             with gdc.lock:
@@ -242,11 +321,28 @@ def _handler_for(gdc: FakeGDC) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if kind == "drop":
                 body = body[: int(fault[1])]
+            if kind == "throttle":
+                self._throttled(file_id, body, float(fault[1]))
+                return
             self.wfile.write(body)
             self.wfile.flush()
             with gdc.lock:
                 gdc.sent_bytes[file_id] += len(body)
             if kind == "drop":
                 self.close_connection = True
+
+        def _throttled(self, file_id: str, body: bytes, bytes_per_s: float) -> None:
+            step = 4096
+            for start in range(0, len(body), step):
+                chunk = body[start : start + step]
+                try:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                except OSError:  # the client went away (killed): stop counting
+                    self.close_connection = True
+                    return
+                with gdc.lock:
+                    gdc.sent_bytes[file_id] += len(chunk)
+                time.sleep(len(chunk) / bytes_per_s)
 
     return Handler

@@ -69,6 +69,7 @@ from wsirisk.omics.table import QC_COLUMNS
 from wsirisk.store import write_json, write_text
 
 MODALITY = {"rna": "rnaseq", "cnv": "cnv", "mutations": "mut"}  # kind -> column suffix
+QC_COLUMN = {**MODALITY, "slides": "slides", "clinical": "label"}  # kind -> QC `column`
 OMICS_KINDS = tuple(MODALITY)
 SLIDE_TYPES = {"DX": ("DX",), "TS": ("TS", "BS", "MS"), "all": ("",)}
 CLINICAL_FORMATS = {"portal", "portal_prefixed", "follow_up", "biotab"}
@@ -84,7 +85,7 @@ class Settings:
     slides: str = "DX"
     survival: str = "OS"
     min_mutation_frequency: float = 0.02
-    min_cnv_frequency: float = 0.0
+    min_cnv_frequency: float = 0.1
     keep_missing_modality: bool = True
     cdr_file: Path | None = None
 
@@ -151,7 +152,13 @@ def load_kind(layout: Layout, kind: str, qc: Qc) -> KindFiles:
         error = errors.get(file_id) or "not in the download log"
         failed[file_id] = error
         for case in cases:
-            qc.add(case, kind, "warning", "download_failed", f"{first['file_name']}: {error}")
+            qc.add(
+                case,
+                QC_COLUMN[kind],
+                "warning",
+                "download_failed",
+                f"{first['file_name']}: {error}",
+            )
     return KindFiles(kind, rows, paths, failed)
 
 
@@ -176,14 +183,18 @@ def owners(files: KindFiles, qc: Qc) -> dict[str, list[tuple[str, str, Path]]]:
             all_cases = sorted(set(group["case_id"]) - {""}) or [""]
             for case in all_cases:
                 qc.add(
-                    case, files.kind, "info", "normal_sample_only", f"{name}: not a tumour sample"
+                    case,
+                    QC_COLUMN[files.kind],
+                    "info",
+                    "normal_sample_only",
+                    f"{name}: not a tumour sample",
                 )
             continue
         if len(cases) > 1:
             for case in cases:
                 qc.add(
                     case,
-                    files.kind,
+                    QC_COLUMN[files.kind],
                     "warning",
                     "several_cases",
                     f"{name} is listed for cases {', '.join(cases)}; a per-patient file cannot "
@@ -226,6 +237,11 @@ def choose(
     return chosen
 
 
+def _named(path: Path, exc: Exception) -> str:
+    """An error message that names the file once."""
+    return str(exc) if str(path) in str(exc) or path.name in str(exc) else f"{path}: {exc}"
+
+
 def _read_per_case(
     chosen: dict[str, tuple[str, Path]], reader, modality: str, qc: Qc
 ) -> dict[str, pd.Series]:
@@ -234,7 +250,7 @@ def _read_per_case(
         try:
             values[case] = reader(path)
         except (ValueError, OSError, EOFError) as exc:
-            qc.add(case, modality, "warning", "unreadable_file", f"{path.name}: {exc}")
+            qc.add(case, modality, "warning", "unreadable_file", _named(path, exc))
     return values
 
 
@@ -280,7 +296,7 @@ def mutation_block(files: KindFiles, genes: list[str], qc: Qc, samples: list[dic
         except (ValueError, OSError, EOFError) as exc:
             cases = files.rows.loc[files.rows["file_id"] == file_id, "case_id"]
             for case in sorted(set(cases) - {""}) or [""]:
-                qc.add(case, "mut", "warning", "unreadable_file", f"{path.name}: {exc}")
+                qc.add(case, "mut", "warning", "unreadable_file", _named(path, exc))
             continue
         table = table.assign(_file=path.name)
         tables.append(table)
@@ -358,13 +374,9 @@ def labels(clinical_files: KindFiles | None, settings: Settings, qc: Qc) -> pd.D
             extra = fallback[~fallback["case_id"].isin(have)]
             names = ", ".join(p.name for p in others)
             parts.append(extra.assign(source="clinical", source_file=names))
-    table = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(
-            columns=["case_id", "survival_months", "censorship", "source", "source_file"]
-        )
-    )
+    columns = ["case_id", "survival_months", "censorship", "source", "source_file"]
+    parts = [part for part in parts if not part.empty]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     table.insert(3, "endpoint", settings.survival)
     table.attrs["skipped"] = skipped
     return table.sort_values("case_id").reset_index(drop=True)
@@ -493,8 +505,8 @@ def assemble(layout: Layout, signatures_path: Path, settings: Settings) -> dict:
     table = pd.concat(parts, axis=1)
     counts = category_counts(table.columns[3:], signatures)
 
-    write_text(layout.gdc_omics_table, table.to_csv(index=False, float_format="%.6g"))
-    write_text(layout.gdc_labels, label.to_csv(sep="\t", index=False, float_format="%.6g"))
+    write_text(layout.gdc_omics_table, table.to_csv(index=False, float_format="%.8g"))
+    write_text(layout.gdc_labels, label.to_csv(sep="\t", index=False))
     if sheet is None:
         sheet = pd.DataFrame(columns=["slide_id", "patient_id", "path"])
     write_text(layout.gdc_sample_sheet, sheet.to_csv(sep="\t", index=False))
@@ -543,7 +555,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cnv-source", default="ASCAT3")
     parser.add_argument("--slides", default="DX", choices=sorted(SLIDE_TYPES))
     parser.add_argument("--min-mutation-frequency", type=float, default=0.02)
-    parser.add_argument("--min-cnv-frequency", type=float, default=0.0)
+    parser.add_argument("--min-cnv-frequency", type=float, default=0.1)
     parser.add_argument(
         "--drop-missing-modality",
         action="store_true",

@@ -76,30 +76,21 @@ def is_xlsx(path: Path) -> bool:
         return False
 
 
-def _xlsx_sheet(path: Path) -> str | int:
-    import openpyxl
-
-    book = openpyxl.load_workbook(path, read_only=True)
-    try:
-        return CDR_SHEET if CDR_SHEET in book.sheetnames else 0
-    finally:
-        book.close()
-
-
 def xlsx_columns(path: Path) -> list[str]:
     """Header row of the CDR sheet (or the first sheet) of an xlsx; [] if unreadable."""
     import openpyxl
 
-    try:
-        book = openpyxl.load_workbook(path, read_only=True)
-    except Exception:  # any unreadable workbook is "not a table"
-        return []
-    try:
-        sheet = book[CDR_SHEET] if CDR_SHEET in book.sheetnames else book.worksheets[0]
-        first = next(sheet.iter_rows(max_row=1, values_only=True), ())
-        return ["" if v is None else str(v).strip() for v in first]
-    finally:
-        book.close()
+    with Path(path).open("rb") as handle:  # a handle: openpyxl would refuse a foreign suffix
+        try:
+            book = openpyxl.load_workbook(handle, read_only=True)
+        except Exception:  # any unreadable workbook is "not a table"
+            return []
+        try:
+            sheet = book[CDR_SHEET] if CDR_SHEET in book.sheetnames else book.worksheets[0]
+            first = next(sheet.iter_rows(max_row=1, values_only=True), ())
+            return ["" if v is None else str(v).strip() for v in first]
+        finally:
+            book.close()
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -108,9 +99,11 @@ def read_table(path: Path) -> pd.DataFrame:
     if not is_xlsx(path):
         return read_tsv(path)
     try:
-        table = pd.read_excel(path, sheet_name=_xlsx_sheet(path), dtype=str, engine="openpyxl")
+        with path.open("rb") as handle:
+            sheets = pd.read_excel(handle, sheet_name=None, dtype=str, engine="openpyxl")
     except Exception as exc:  # openpyxl raises many kinds; name the file
         raise ValueError(f"{path}: cannot read as an xlsx table ({exc})") from exc
+    table = sheets.get(CDR_SHEET, next(iter(sheets.values())))
     table.columns = [str(c).strip() for c in table.columns]
     return table.fillna("").astype(str)
 
