@@ -16,7 +16,10 @@ failures are named on stderr and in the log), 0 otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,8 +60,17 @@ def download_files(
         raise ValueError(f"several files share a name (would overwrite each other): {clashes}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    stop = settings.stop or threading.Event()
+    settings = dataclasses.replace(settings, stop=stop)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(lambda e: _safe_fetch(e, out_dir, settings), entries))
+        futures = [pool.submit(_safe_fetch, e, out_dir, settings) for e in entries]
+        try:
+            results = [future.result() for future in futures]
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: running transfers stop at their next chunk
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
     write_log(Path(log_path) if log_path else out_dir / LOG_NAME, results)
     return results
 
@@ -194,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(entries)} files listed in {Path(args.out) / MANIFEST_NAME}")
         return 0
     log_path = args.log or Path(args.out) / LOG_NAME
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed job stops like Ctrl-C: partials kept
     try:
         results = download_files(
             entries, args.out, settings, workers=args.workers, log_path=log_path
@@ -201,8 +214,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"wsirisk download: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"wsirisk download: interrupted; partial files kept in {args.out} "
+            "(*.partial): the same command resumes them",
+            file=sys.stderr,
+        )
+        return 130
     code = report(results, log_path)
     return 0 if args.keep_going else code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def report(results: list[Result], log_path: Path) -> int:

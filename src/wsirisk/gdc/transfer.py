@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class Settings:
     max_backoff_s: float = 60.0
     deadline_s: float = 6 * 3600.0
     token: str | None = None
+    stop: threading.Event | None = None  # set -> transfers end at the next chunk, partials kept
 
 
 @dataclass
@@ -86,6 +88,9 @@ def fetch(entry: FileEntry, out_dir: Path, settings: Settings) -> Result:
         if file_md5(final) == entry.md5:
             result.size_bytes, result.md5_ok, result.status = entry.size_bytes, True, "present"
             return result
+    if settings.stop is not None and settings.stop.is_set():
+        result.error = "interrupted before it started"
+        return result
     out_dir.mkdir(parents=True, exist_ok=True)
     url = join(settings.endpoint, f"data/{check_id(entry.file_id, 'file id')}")
     deadline = time.monotonic() + settings.deadline_s
@@ -161,9 +166,11 @@ def _fetch_rest(
             fh.truncate(start)
             fh.seek(start)
             while got < expected:
+                if settings.stop is not None and settings.stop.is_set():
+                    raise Interrupted(f"interrupted after {got} bytes; the partial file is kept")
                 if time.monotonic() > deadline:
                     raise _Partial(got, f"deadline passed after {got} of {expected} bytes")
-                chunk = response.resp.read(min(CHUNK_BYTES, expected - got))
+                chunk = response.resp.read1(min(CHUNK_BYTES, expected - got))  # what arrived
                 if not chunk:
                     break
                 fh.write(chunk)
@@ -177,6 +184,10 @@ def _fetch_rest(
     if got < expected:
         raise _Partial(got, f"connection closed after {got} of {expected} bytes")
     return got
+
+
+class Interrupted(PermanentError):
+    """The run was stopped (Ctrl-C, SIGTERM): no retry; the partial file stays for a resume."""
 
 
 class _Partial(TransientError):
