@@ -294,3 +294,81 @@ def test_ids_mode_stale_file_and_404(tmp_path: Path) -> None:
     assert (out / wanted.file_name).read_bytes() == wanted.data  # replaced after verifying
     assert not (out / other.file_name).exists()
     assert res.status == "failed" and res.attempts == 1 and "HTTP 404" in res.error
+
+
+def test_stop_keeps_partial_and_next_run_resumes(tmp_path: Path) -> None:
+    """Ctrl-C / SIGTERM set the stop event: transfers end at the next chunk, partials stay."""
+    import threading
+    import time
+
+    f = _file(4, size=120_000)
+    stop = threading.Event()
+    with FakeGDC([f]) as gdc:
+        gdc.add_fault(f.file_id, "throttle", 60_000)
+        settings = Settings(endpoint=gdc.url, stop=stop, **FAST)
+        worker = threading.Thread(
+            target=lambda: out.append(download_files([_entry(f)], tmp_path, settings))
+        )
+        out: list = []
+        worker.start()
+        while gdc.sent_bytes[f.file_id] < 20_000:
+            time.sleep(0.02)
+        stop.set()
+        worker.join(timeout=10)
+        [[res]] = out
+        assert res.status == "failed" and "interrupted" in res.error and res.attempts == 1
+        have = (tmp_path / f"{f.file_name}.partial").stat().st_size
+        assert 0 < have < len(f.data) and not (tmp_path / f.file_name).exists()
+        sent = gdc.sent_bytes[f.file_id]
+        [res] = download_files([_entry(f)], tmp_path, Settings(endpoint=gdc.url, **FAST))
+    assert res.status == "ok" and (tmp_path / f.file_name).read_bytes() == f.data
+    assert gdc.data_requests[-1] == (f.file_id, f"bytes={have}-")
+    assert gdc.sent_bytes[f.file_id] - sent == len(f.data) - have  # only the rest
+
+
+def test_controlled_file_needs_the_token(tmp_path: Path) -> None:
+    f = _file(5, size=2000, access="controlled")
+    token = tmp_path / "token.txt"
+    token.write_text("secret-token\n")
+    manifest = _write_manifest(tmp_path / "m.txt", [f])
+    args = ["download", "--manifest", str(manifest), "--out", str(tmp_path / "out")]
+    with FakeGDC([f], token="secret-token") as gdc:
+        assert main([*args, "--endpoint", gdc.url]) == 1  # 403: permanent, not retried
+        assert "HTTP 403" in _log(tmp_path / "out").error.iloc[0]
+        assert len(gdc.data_requests) == 1
+        assert main([*args, "--endpoint", gdc.url, "--token-file", str(token)]) == 0
+    assert (tmp_path / "out" / f.file_name).read_bytes() == f.data
+
+
+def test_fake_manifest_endpoint_and_fields_follow_the_gdc(tmp_path: Path) -> None:
+    """The fake answers /manifest like the GDC (read_manifest parses it) and honours fields."""
+    import json
+    import urllib.request
+
+    files = [
+        _file(i, size=100, data_type="Slide Image", cases=[{"submitter_id": f"C{i}"}])
+        for i in range(3)
+    ]
+    with FakeGDC(files) as gdc:
+        ids = ",".join(f.file_id for f in files[:2])
+        with urllib.request.urlopen(f"{gdc.url}/manifest/{ids}") as answer:
+            (tmp_path / "m.txt").write_bytes(answer.read())
+        hits = api.query_files(
+            api.build_filters(data_type="Slide Image"),
+            endpoint=gdc.url,
+            fields=("file_name", "cases.submitter_id"),
+        )
+        body = json.dumps(
+            {"filters": api.build_filters(file_ids=[files[2].file_id]), "return_type": "manifest"}
+        )
+        request = urllib.request.Request(
+            f"{gdc.url}/files", body.encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request) as answer:
+            (tmp_path / "q.txt").write_bytes(answer.read())
+    assert [e.file_id for e in read_manifest(tmp_path / "m.txt")] == [f.file_id for f in files[:2]]
+    assert [e.md5 for e in read_manifest(tmp_path / "q.txt")] == [
+        hashlib.md5(files[2].data).hexdigest()
+    ]
+    assert all(set(h) == {"id", "file_name", "cases"} for h in hits)
+    assert hits[0]["cases"] == [{"submitter_id": "C0"}]

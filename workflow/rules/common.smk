@@ -52,7 +52,7 @@ elif GDC:
     SHEET_IN = str(L.assembled_dir / "sample_sheet.tsv")
     OMICS_TABLE = str(L.assembled_dir / "omics_table.csv")
     SIGNATURES = config["inputs"].get("signatures") or _resource("signatures.csv")
-    SPLITS_DIR = config["inputs"].get("splits_dir")
+    SPLITS_DIR = workflow_path(config["inputs"].get("splits_dir"))
     UPSTREAM_QC = [str(L.qc_assembly)]
 else:
     for _key in ("sample_sheet", "omics_table"):
@@ -64,7 +64,7 @@ else:
     SHEET_IN = config["inputs"]["sample_sheet"]
     OMICS_TABLE = config["inputs"]["omics_table"]
     SIGNATURES = config["inputs"].get("signatures") or _resource("signatures.csv")
-    SPLITS_DIR = config["inputs"].get("splits_dir")
+    SPLITS_DIR = workflow_path(config["inputs"].get("splits_dir"))
     UPSTREAM_QC = []
 
 

@@ -1,0 +1,93 @@
+"""resources/: the public reference data a real run reads, and defaults that stay inside the repo."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wsirisk.layout import CATEGORIES
+from wsirisk.omics.signatures import read_signatures
+from wsirisk.report.html import paper_table
+from wsirisk.training.splits import read_split_dir
+
+REPO = Path(__file__).resolve().parents[1]
+RESOURCES = REPO / "resources"
+
+
+def test_signatures_six_categories() -> None:
+    signatures = read_signatures(RESOURCES / "signatures.csv")
+    sizes = [len(signatures[c]) for c in CATEGORIES]
+    assert sizes == [82, 328, 513, 443, 1536, 452]  # CD markers: 452 cells, 9 repeats
+    assert len({g for genes in signatures.values() for g in genes}) == 3047
+    assert "TP53" in signatures["Tumor Suppressor Genes"] and "KRAS" in signatures["Oncogenes"]
+
+
+def test_paper_table1_rows_and_report_layout() -> None:
+    with (RESOURCES / "me_mamba_table1.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 145  # 29 method rows x 5 cohorts
+    assert {r["cohort"] for r in rows} == {"BLCA", "BRCA", "UCEC", "GBMLGG", "LUAD"}
+    assert {r["backbone"] for r in rows} == {"resnet50", "uni", "conch"}
+    ours = {
+        (r["backbone"], r["cohort"]): float(r["cindex_mean"])
+        for r in rows
+        if r["model"] == "ME-Mamba"
+    }
+    assert ours[("resnet50", "BLCA")] == 0.6993 and ours[("conch", "UCEC")] == 0.7596
+    summary = {
+        "cohort": "tcga_blca",
+        "cindex_mean": 0.6,
+        "cindex_std": 0.01,
+        "encoder_random_init": True,
+        "encoder_weights": "",
+        "model": "me_mamba",
+        "encoder": "resnet50_trunc",
+    }
+    html = paper_table(summary, rows)
+    assert "0.6993 ± 0.0270" in html and "ME-Mamba (resnet50)" in html
+
+
+@pytest.mark.parametrize(
+    "cohort,n_patients", [("blca", 373), ("luad", 453), ("ucec", 480), ("coadread", 340)]
+)
+def test_splits_read_by_the_splits_stage(cohort: str, n_patients: int) -> None:
+    split_dir = RESOURCES / "splits" / f"tcga_{cohort}"
+    everyone: set[str] = set()
+    for k in range(5):
+        with (split_dir / f"splits_{k}.csv").open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                everyone |= {row["train"], row["val"]} - {""}
+    folds, dropped = read_split_dir(split_dir, 5, everyone)
+    assert len(everyone) == n_patients and dropped == [[]] * 5
+    vals = [set(f["val"]) for f in folds]
+    assert set().union(*vals) == everyone and sum(map(len, vals)) == n_patients  # a partition
+
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_defaults_stay_inside_the_project() -> None:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for value in _strings(config):
+        assert not value.startswith(("../", "/")) and "shared" not in value, value
+    assert (REPO / config["report"]["reference_table"]).is_file()
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    defaults = re.findall(r"default: ([^,}\n]+)", yaml.safe_dump(schema))
+    assert not [d for d in defaults if "shared" in d or d.strip().startswith("../")]
+    found = subprocess.run(
+        ["grep", "-rn", "shared/", "config.yaml", "workflow", "src"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert found == "", found  # no default (nor any path) pointing at ../shared
