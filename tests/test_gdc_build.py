@@ -24,6 +24,7 @@ from gdc_fixture import (
     cdr_xlsx,
     expected_features,
 )
+from test_gdc_download import _write_manifest
 
 from wsirisk.cli import main
 from wsirisk.gdc import clinical
@@ -297,15 +298,6 @@ def test_user_manifest_with_sheet_and_id_lookup(project: Project, tmp_path: Path
     stray = project.named("nationwidechildrens.org_clinical_drug")  # not an RNA file
     two = project.named("ffff0000-two-cases")
 
-    def manifest(path: Path, files: list) -> Path:
-        lines = ["id\tfilename\tmd5\tsize\tstate"]
-        lines += [
-            f"{f.file_id}\t{f.file_name}\t{f.hit()['md5sum']}\t{len(f.data)}\treleased"
-            for f in files
-        ]
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
     sheet = [
         "File ID\tFile Name\tData Category\tData Type\tProject ID\tCase ID\tSample ID\tSample Type"
     ]
@@ -319,7 +311,7 @@ def test_user_manifest_with_sheet_and_id_lookup(project: Project, tmp_path: Path
     (tmp_path / "sheet.tsv").write_text("\n".join(sheet) + "\n")
     layout = Layout(tmp_path / "results", tmp_path / "data", "c")
     with FakeGDC(project.files) as gdc:
-        rna = manifest(tmp_path / "rna.txt", star[:3] + [two, star[3]])
+        rna = _write_manifest(tmp_path / "rna.txt", star[:3] + [two, star[3]])
         fetch(
             gdc,
             layout,
@@ -338,7 +330,7 @@ def test_user_manifest_with_sheet_and_id_lookup(project: Project, tmp_path: Path
             f.file_id for f in star[:3] + [two]
         }
         # no sheet: /files lookup by id; a file of another data type is reported, not fetched
-        cnv = manifest(tmp_path / "cnv.txt", ascat + [stray])
+        cnv = _write_manifest(tmp_path / "cnv.txt", ascat + [stray])
         fetch(gdc, layout, "cnv", "--manifest", str(cnv))
         fetched_ids = {f for f, _ in gdc.data_requests}
     rows = read_map(layout.gdc_file_map("cnv"))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsirisk.gdc.barcodes import split_cell
 from wsirisk.layout import check_id
 from wsirisk.store import write_text
 
@@ -111,55 +110,27 @@ def read_sample_sheet(path: Path) -> pd.DataFrame:
 
     Columns: file_id, file_name, data_category, data_type, project_id, case_id, sample_id,
     sample_type.  Cells listing several samples (``"TCGA-A-01A, TCGA-A-10A"``) give one row each;
-    a single case id cell applies to all of them.
+    a single case id cell applies to all of them; a row listing cases but no sample (clinical
+    Biotab files) gives one row per case.  Cells that cannot be zipped raise ValueError naming
+    the file and line (``wsirisk.gdc.filemap.sheet_rows`` keeps them, with a ``problem``).
     """
-    path = Path(path)
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in ("File ID", "File Name", "Case ID", "Sample ID") if c not in table]
-    if missing:
-        raise ValueError(f"{path}: sample sheet lacks column(s) {missing}")
-    rows: list[dict[str, str]] = []
-    for line_no, rec in enumerate(table.to_dict("records"), start=2):
-        samples = split_cell(rec["Sample ID"])
-        cases = split_cell(rec["Case ID"])
-        types = split_cell(rec.get("Sample Type", ""))
-        if not samples:
-            samples = [""]
-        if len(cases) == 1:
-            cases = cases * len(samples)
-        if len(types) <= 1:
-            types = (types or [""]) * len(samples)
-        if len(cases) != len(samples) or len(types) != len(samples):
-            raise ValueError(
-                f"{path}:{line_no}: column Case ID/Sample ID/Sample Type list "
-                f"{len(cases)}/{len(samples)}/{len(types)} values; expected equal counts"
-            )
-        for case, sample, kind in zip(cases, samples, types, strict=True):
-            rows.append(
-                {
-                    "file_id": rec["File ID"].strip(),
-                    "file_name": rec["File Name"].strip(),
-                    "data_category": rec.get("Data Category", "").strip(),
-                    "data_type": rec.get("Data Type", "").strip(),
-                    "project_id": rec.get("Project ID", "").strip(),
-                    "case_id": case,
-                    "sample_id": sample,
-                    "sample_type": kind,
-                }
-            )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "file_id",
-            "file_name",
-            "data_category",
-            "data_type",
-            "project_id",
-            "case_id",
-            "sample_id",
-            "sample_type",
-        ],
-    )
+    from wsirisk.gdc.filemap import sheet_rows
+
+    rows = sheet_rows(path)
+    bad = [row for row in rows if row["problem"]]
+    if bad:
+        raise ValueError(f"{bad[0]['source']}: {bad[0]['problem']}; expected equal counts")
+    columns = [
+        "file_id",
+        "file_name",
+        "data_category",
+        "data_type",
+        "project_id",
+        "case_id",
+        "sample_id",
+        "sample_type",
+    ]
+    return pd.DataFrame(rows, columns=[*columns, "problem"])[columns]
 
 
 def write_sample_sheet(path: Path, rows: list[dict[str, str]]) -> None:
