@@ -7,67 +7,27 @@ training setting reruns only training and the report; a bad config key is named.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from dagrun import default_config, planned_rules, snakemake, write_config
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["OMP_NUM_THREADS"] = "2"
-    return env
-
-
-def _snakemake(workdir: Path, configfile: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        "2",
-        *extra,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=1200)
+def _snakemake(workdir: Path, configfile: Path, *extra: str):
+    return snakemake(workdir, configfile, *extra)
 
 
 def _tiny_config(workdir: Path, **train: object) -> Path:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = default_config()
     config["cohort"] = "tiny"
     config["demo"].update({"n_patients": 10, "tiles_per_slide": 10, "seed": 1})
     config["train"].update({"epochs": 3, **train})
-    path = workdir / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(workdir / "tiny.yaml", config)
 
 
-def _planned_rules(dry_run_output: str) -> set[str]:
-    """Rule names in the job-stats table of a dry run."""
-    rules, in_table = set(), False
-    for line in dry_run_output.splitlines():
-        if line.startswith("job ") and "count" in line:
-            in_table = True
-            continue
-        if in_table:
-            parts = line.split()
-            if not parts or parts[0] == "total":
-                break
-            if not set(parts[0]) <= {"-"}:
-                rules.add(parts[0])
-    return rules
+_planned_rules = planned_rules
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +40,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_dag_produces_report(tiny_run: Path) -> None:
-    report = tiny_run / "results" / "tiny" / "report"
+    report = tiny_run / "results" / "tiny" / "report" / "me_mamba"
     summary = json.loads((report / "summary.json").read_text())
     for key in (
         "cindex_folds",
@@ -96,6 +56,7 @@ def test_dag_produces_report(tiny_run: Path) -> None:
     assert len(summary["cindex_folds"]) == 5
     assert summary["encoder"] == "resnet50_trunc"
     assert summary["encoder_weights"] == "random"
+    assert summary["model"] == "me_mamba"  # the default model
     assert 0.5 < summary["oracle_cindex"] <= 1.0
     page = (report / "index.html").read_text()
     assert "Kaplan" in page and "Random-init encoder" in page and "log-rank p" in page
@@ -113,15 +74,31 @@ def test_training_change_reruns_only_training(tiny_run: Path) -> None:
     changed = _tiny_config(tiny_run, lr=0.000123)
     dry = _snakemake(tiny_run, changed, "-n")
     assert dry.returncode == 0, dry.stderr[-2000:]
-    assert _planned_rules(dry.stdout + dry.stderr) == {"train", "report", "all"}
+    assert _planned_rules(dry.stdout + dry.stderr) == {"train", "report", "cohort_page", "all"}
     _tiny_config(tiny_run)  # restore for other tests
 
 
 def test_bad_config_key_is_named(tmp_path: Path) -> None:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = default_config()
     config["train"]["epochz"] = 3
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path / "bad.yaml", config)
     dry = _snakemake(tmp_path, path, "-n")
     assert dry.returncode != 0
     assert "epochz" in dry.stdout + dry.stderr
+
+
+def test_second_model_keeps_both_reports(tiny_run: Path) -> None:
+    """Another model in the same results folder: its own report; the cohort page lists both."""
+    config = _tiny_config(tiny_run, model="snn")
+    done = _snakemake(tiny_run, config)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = tiny_run / "results" / "tiny" / "report"
+    for model in ("me_mamba", "snn"):
+        assert (report / model / "index.html").exists(), model
+        assert json.loads((report / model / "summary.json").read_text())["model"] == model
+    listed = json.loads((report / "models.json").read_text())
+    names = {entry["model"] for entry in listed["models"]}
+    assert names == {"me_mamba", "snn"}
+    page = (report / "index.html").read_text()
+    assert "me_mamba" in page and "snn" in page
+    _tiny_config(tiny_run)  # restore
