@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagrun
 import pytest
 import yaml
 from fake_gdc import FakeGDC
@@ -32,7 +33,21 @@ from wsirisk.layout import Layout
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-FULL_DAG = {"sheet", "cohort", "cohort-page"} <= set(COMMANDS)
+
+
+def _chain_ready() -> bool:
+    """Whether the generic chain's commands exist (sheet, cohort, cohort-page, omics QC merge)."""
+    if not {"sheet", "cohort", "cohort-page"} <= set(COMMANDS):
+        return False
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(COMMANDS["omics"][0]).build_parser(parser)
+    return any("--upstream-qc" in action.option_strings for action in parser._actions)
+
+
+FULL_DAG = _chain_ready()
 FAST = {  # speed settings for the ten-patient fixture (not part of the README's config)
     "train": {"epochs": 2},
     "features": {"num_workers": 0, "batch_size": 16},
@@ -51,11 +66,10 @@ def readme_route() -> tuple[dict, list[str]]:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
-    env["OMP_NUM_THREADS"] = "2"
-    return env
+    """dagrun's environment, with this checkout's src/ first (a worktree beside an install)."""
+    out = dagrun.env()
+    out["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [out.get("PYTHONPATH")])])
+    return out
 
 
 def _command(readme_command: list[str], *targets: str) -> list[str]:
