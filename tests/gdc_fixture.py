@@ -101,10 +101,12 @@ def _case(case: str, samples: list[tuple[str, str]]) -> dict:
 def _meta(data_type: str, entities: list[tuple[str, str]], **extra: object) -> dict:
     """/files fields of a file attached to (barcode, entity_type) entities."""
     cases: dict[str, list[tuple[str, str]]] = {}
+    kind = {"01": "Primary Tumor", "10": "Blood Derived Normal", "11": "Solid Tissue Normal"}
     for barcode, _ in entities:
-        case, sample = barcode[:12], barcode[:16]
-        kind = {"01": "Primary Tumor", "10": "Blood Derived Normal", "11": "Solid Tissue Normal"}
-        cases.setdefault(case, []).append((sample, kind.get(sample[13:15], "Primary Tumor")))
+        samples = cases.setdefault(barcode[:12], [])
+        if len(barcode) > 12:  # below the case: the sample it was taken from
+            sample = barcode[:16]
+            samples.append((sample, kind.get(sample[13:15], "Primary Tumor")))
     return {
         "data_type": data_type,
         "access": "open",
@@ -352,3 +354,28 @@ def cdr_entry(project: Project) -> dict[str, object]:
         "md5": hashlib.md5(cdr.data).hexdigest(),
         "size_bytes": len(cdr.data),
     }
+
+
+def portal_sample_sheet(files: list[FakeFile]) -> str:
+    """The GDC portal's sample sheet of some files (cells of several cases/samples joined)."""
+    lines = [
+        "File ID\tFile Name\tData Category\tData Type\tProject ID\tCase ID\tSample ID\tSample Type"
+    ]
+    for f in files:
+        cases = f.meta.get("cases") or []
+        samples = [s for c in cases for s in c.get("samples") or []]
+        lines.append(
+            "\t".join(
+                [
+                    f.file_id,
+                    f.file_name,
+                    str(f.meta.get("data_category", "")),
+                    str(f.meta.get("data_type", "")),
+                    PROJECT,
+                    ", ".join(c["submitter_id"] for c in cases for _ in c.get("samples") or [c]),
+                    ", ".join(s["submitter_id"] for s in samples),
+                    ", ".join(s["sample_type"] for s in samples),
+                ]
+            )
+        )
+    return "\n".join(lines) + "\n"

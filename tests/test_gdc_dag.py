@@ -26,7 +26,7 @@ import dagrun
 import pytest
 import yaml
 from fake_gdc import FakeGDC
-from gdc_fixture import Project, build_project, expected_features
+from gdc_fixture import Project, build_project, expected_features, portal_sample_sheet
 
 from wsirisk.cli import COMMANDS
 from wsirisk.layout import Layout
@@ -54,6 +54,7 @@ FAST = {  # speed settings for the ten-patient fixture (not part of the README's
     "gdc": {"download": {"backoff_s": 0.05, "retries": 2}},
 }
 THROTTLE_BPS = 40_000
+KINDS = ("slides", "rna", "cnv", "mutations", "clinical")
 
 
 def readme_route() -> tuple[dict, list[str]]:
@@ -224,3 +225,53 @@ def test_third_run_has_nothing_to_do(run: dict) -> None:
     _ok(run["third"])
     assert "Nothing to be done" in run["third"].stdout + run["third"].stderr
     assert run["third_requests"] == (0, 0)  # no query, no download
+
+
+def test_offline_with_the_users_manifests_and_files(
+    project: Project, run: dict, tmp_path: Path
+) -> None:
+    """No GDC reachable: manifests + portal sample sheets + files already in place + a local
+    CDR give the same assembly; only the file that is not there fails (a QC row)."""
+    import shutil
+
+    import pandas as pd
+
+    _ok(run["second"])
+    online: Layout = run["layout"]
+    layout = Layout(tmp_path / "results", tmp_path / "data", online.cohort)
+    by_id = {f.file_id: f for f in project.files}
+    manifests, sheets = {}, {}
+    for kind in KINDS:
+        lines = online.gdc_manifest(kind).read_text().splitlines()
+        lines = [lines[0]] + [line for line in lines[1:] if "TCGA-CDR" not in line]
+        manifests[kind] = f"{kind}_manifest.txt"
+        (tmp_path / manifests[kind]).write_text("\n".join(lines) + "\n")
+        files = [by_id[line.split("\t")[0]] for line in lines[1:]]
+        sheets[kind] = f"{kind}_sample_sheet.tsv"
+        (tmp_path / sheets[kind]).write_text(portal_sample_sheet(files))
+        shutil.copytree(online.gdc_files_dir(kind), layout.gdc_files_dir(kind))
+    (tmp_path / "cdr.xlsx").write_bytes(project.by_name["TCGA-CDR-SupplementalTableS1.xlsx"].data)
+    config, command = readme_route()
+    config["gdc"].update(
+        endpoint="http://127.0.0.1:9",  # nothing listens there
+        manifests=manifests,
+        sample_sheets=sheets,
+        cdr_file="cdr.xlsx",
+    )
+    (tmp_path / "tcga_blca.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST))
+    done = subprocess.run(
+        _command(command, "gdc"), cwd=tmp_path, env=_env(), capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    _ok(done)
+    assert "FAILED " + run["corrupt"].file_name in done.stderr  # named on the console
+    pd.testing.assert_frame_equal(
+        pd.read_csv(layout.gdc_omics_table), pd.read_csv(online.gdc_omics_table)
+    )
+    sheet = pd.read_csv(layout.gdc_sample_sheet, sep="\t")
+    assert (
+        sheet.slide_id.tolist() == pd.read_csv(online.gdc_sample_sheet, sep="\t").slide_id.tolist()
+    )
+    log = pd.read_csv(layout.gdc_download_log("rna"), sep="\t", keep_default_na=False)
+    assert set(log.status) == {"present"}  # verified, nothing fetched

@@ -102,7 +102,7 @@ if GDC:
             "wsirisk download --manifest {input.manifest} --out {params.out_dir} --log {output.log} "
             "--endpoint {params.endpoint:q} --workers {params.workers} --retries {params.retries} "
             "--timeout {params.timeout} --backoff {params.backoff} {params.token} --keep-going "
-            "> {log} 2>&1"
+            "> {log} 2>&1 && (grep -h '^FAILED' {log} >&2 || true)"  # failed files on the console
 
 
     def _gdc_download_logs(wildcards):
