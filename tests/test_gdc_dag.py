@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def _chain_ready() -> bool:
 FULL_DAG = _chain_ready()
 FAST = {  # speed settings for the ten-patient fixture (not part of the README's config)
     "train": {"epochs": 2},
+    "splits": {"n_folds": 3},
     "features": {"num_workers": 0, "batch_size": 16},
     "gdc": {"download": {"backoff_s": 0.05, "retries": 2}},
 }
@@ -83,6 +85,14 @@ def _command(readme_command: list[str], *targets: str) -> list[str]:
     return [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), *args]
 
 
+def _user_dir(work: Path, config: dict) -> None:
+    """The README's command runs in the checkout, beside config.yaml (the Snakefile's defaults,
+    which --configfile files override): the same here, plus tcga_blca.yaml and fast.yaml."""
+    shutil.copy(REPO / "config.yaml", work / "config.yaml")
+    (work / "tcga_blca.yaml").write_text(yaml.safe_dump(config))
+    (work / "fast.yaml").write_text(yaml.safe_dump(FAST))
+
+
 @pytest.fixture(scope="module")
 def project() -> Project:
     return build_project(slide_tiles=8)
@@ -103,8 +113,7 @@ def run(project: Project, tmp_path_factory: pytest.TempPathFactory):
         gdc.add_fault(throttled.file_id, "throttle", THROTTLE_BPS)
         assert config["gdc"]["endpoint"] == "https://api.gdc.cancer.gov"
         config["gdc"]["endpoint"] = gdc.url  # the one change to the README's config
-        (work / "tcga_blca.yaml").write_text(yaml.safe_dump(config))
-        (work / "fast.yaml").write_text(yaml.safe_dump(FAST))
+        _user_dir(work, config)
         cmd = _command(command, *targets)
 
         first = subprocess.Popen(
@@ -232,8 +241,6 @@ def test_offline_with_the_users_manifests_and_files(
 ) -> None:
     """No GDC reachable: manifests + portal sample sheets + files already in place + a local
     CDR give the same assembly; only the file that is not there fails (a QC row)."""
-    import shutil
-
     import pandas as pd
 
     _ok(run["second"])
@@ -258,8 +265,7 @@ def test_offline_with_the_users_manifests_and_files(
         sample_sheets=sheets,
         cdr_file="cdr.xlsx",
     )
-    (tmp_path / "tcga_blca.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST))
+    _user_dir(tmp_path, config)
     done = subprocess.run(
         _command(command, "gdc"), cwd=tmp_path, env=_env(), capture_output=True, text=True,
         timeout=900,
