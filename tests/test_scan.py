@@ -112,7 +112,6 @@ def test_no_grad_forward_and_float64_inputs_run() -> None:
     assert y.shape == (2, 6, 20) and y.dtype == torch.float32
 
 
-
 def test_inference_mode_on_parallel_slabs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slabs run on pool threads: the caller's torch.inference_mode() must reach them."""
     monkeypatch.setattr(scan, "SCAN_THREADS", 2)
@@ -128,6 +127,7 @@ def test_inference_mode_on_parallel_slabs(monkeypatch: pytest.MonkeyPatch) -> No
     finally:
         torch.set_num_threads(prev)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
 
 @pytest.mark.skipif(not cuda_kernel_available(), reason="needs CUDA and mamba-ssm")
 def test_parity_with_mamba_ssm_kernel() -> None:  # pragma: no cover - GPU only
