@@ -31,6 +31,7 @@ import io
 import math
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +160,8 @@ def validate_sheet(path: Path, slides_per_job: int = 16) -> SheetResult:
     return SheetResult(kept, rejected)
 
 
-def _tsv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
+def tsv_text(rows: Iterable[dict[str, str]], columns: tuple[str, ...]) -> str:
+    """A tab-separated table with a header (extra keys of the rows ignored)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(
         buffer, fieldnames=list(columns), delimiter="\t", lineterminator="\n", extrasaction="ignore"
@@ -169,15 +171,22 @@ def _tsv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
     return buffer.getvalue()
 
 
-def read_validated_sheet(path: Path) -> list[dict[str, str]]:
-    """Rows of a sheet written by ``wsirisk sheet`` (error naming the file and missing columns)."""
+def read_tsv(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, str]]:
+    """Rows of a tab-separated table; errors name the file and the missing columns."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in SHEET_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: not a validated sheet (columns {missing} missing)")
+            raise ValueError(f"{path}: not a {what} (columns {missing} missing)")
         return list(reader)
+
+
+def read_validated_sheet(path: Path) -> list[dict[str, str]]:
+    """Rows of a sheet written by ``wsirisk sheet``."""
+    return read_tsv(path, SHEET_COLUMNS, "validated sheet")
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -195,8 +204,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"wsirisk sheet: error: {exc}", file=sys.stderr)
         return 1
-    write_text(args.qc, _tsv(result.rejected, QC_COLUMNS))
-    write_text(args.out, _tsv(result.kept, SHEET_COLUMNS))
+    write_text(args.qc, tsv_text(result.rejected, QC_COLUMNS))
+    write_text(args.out, tsv_text(result.kept, SHEET_COLUMNS))
     for row in result.rejected:
         print(f"wsirisk sheet: rejected ({row['reason_code']}) {row['reason']}", file=sys.stderr)
     n_batches = len({r["batch"] for r in result.kept})

@@ -24,8 +24,6 @@ summary is not.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from wsirisk.cohort.ids import describe_mismatch
-from wsirisk.cohort.sheet import read_validated_sheet
+from wsirisk.cohort.sheet import read_tsv, read_validated_sheet, tsv_text
 from wsirisk.store import write_json, write_text
 
 PATIENT_COLUMNS = (
@@ -89,18 +87,6 @@ class Patient:
         }
 
 
-def _read_tsv(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, str]]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not a {what} (columns {missing} missing)")
-        return list(reader)
-
-
 def model_modalities(names: list[str], omics_sizes: list[int]) -> dict[str, set[str]]:
     """Modalities each model uses (``build_model(name).modalities``); unknown names raise."""
     from wsirisk.models import MODEL_NAMES, build_model
@@ -126,7 +112,7 @@ def gather(
         return patients.setdefault(pid, Patient(pid))
 
     sheet_rows = read_validated_sheet(sheet)
-    qc_rows = _read_tsv(qc_slides, ("slide_id", "patient_id", "status", "reason"), "slide QC table")
+    qc_rows = read_tsv(qc_slides, ("slide_id", "patient_id", "status", "reason"), "slide QC table")
     by_slide = {r["slide_id"]: r for r in qc_rows if r["status"] != "rejected"}
     for row in sheet_rows:
         patient = get(row["patient_id"])
@@ -159,7 +145,7 @@ def gather(
         patient.has_omics = bool(has)
         if not has:
             patient.omics_notes.append(f"omics absent (every value NaN in {omics})")
-    for row in _read_tsv(qc_omics, ("case_id", "status", "reason", "detail"), "omics QC table"):
+    for row in read_tsv(qc_omics, ("case_id", "status", "reason", "detail"), "omics QC table"):
         if row["status"] == "dropped" and row["case_id"] and row["case_id"] not in data.patients:
             get(row["case_id"]).omics_notes.append(
                 f"omics table: dropped ({row['reason']}: {row['detail']})"
@@ -280,13 +266,7 @@ def check_cohort(
 
 
 def patients_tsv(patients: dict[str, Patient]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=list(PATIENT_COLUMNS), delimiter="\t", lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(p.row() for p in patients.values())
-    return buffer.getvalue()
+    return tsv_text((p.row() for p in patients.values()), PATIENT_COLUMNS)
 
 
 def console_summary(summary: dict[str, Any]) -> str:

@@ -82,16 +82,9 @@ def qc_table(stores: Iterable[Path]) -> list[dict[str, str]]:
 def sheet_rows(path: Path) -> list[dict[str, str]]:
     """QC rows (status ``rejected``) of the rejected sheet rows in ``path`` (qc/sheet.tsv)."""
     from wsirisk.cohort.sheet import QC_COLUMNS as SHEET_QC_COLUMNS
+    from wsirisk.cohort.sheet import read_tsv
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sheet QC table not found: {path} (--sheet-qc)")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in SHEET_QC_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not a sheet QC table (columns {missing} missing)")
-        records = list(reader)
+    records = read_tsv(path, SHEET_QC_COLUMNS, "sheet QC table (--sheet-qc)")
     rows = []
     for record in records:
         row = dict.fromkeys(QC_COLUMNS, "")
