@@ -233,3 +233,24 @@ def test_run_records_its_settings_and_config_overrides_merge(
     capsys.readouterr()
     assert main([*argv, "--config-json", json.dumps({"features": {"seed": 7}})]) == 1
     assert "trained on features from" in capsys.readouterr().err
+
+
+def test_fold_trained_without_slides_records_it(
+    demo: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A multimodal model trained with no slide at all (the mismatch scenario) says so in the
+    fold store's warnings, and predict then refuses a patient without omics."""
+    options = json.dumps({"model": "abmil_snn", "epochs": 1, "model_kwargs": {"hidden": 16}})
+    run = tmp_path / "abmil_snn"
+    for fold in range(2):
+        argv = ["train", "--omics", str(demo["omics"]), "--splits", str(demo["splits"])]
+        argv += ["--fold", str(fold), "--options", options, "--out", str(run / f"fold{fold}.zarr")]
+        argv += ["--checkpoint", str(run / f"fold{fold}.pt")]
+        with pytest.warns(UserWarning, match="no training patient had pathology"):
+            assert main(argv) == 0
+    attrs = open_group(run / "fold0.zarr").attrs
+    assert attrs["trained_modalities"] == ["genomics"]
+    assert any("trained without it" in w for w in attrs["warnings"])
+    argv = ["predict", "--run", str(run), "--slide", str(_slide(demo, PATIENT))]
+    assert main(argv) == 1
+    assert "was trained on genomics; this patient has no genomics" in capsys.readouterr().err

@@ -279,14 +279,7 @@ def predict_patient(
     given = {PATHOLOGY} if bag is not None else set()
     given |= {GENOMICS} if omics_row is not None else set()
     folds = run.folds if folds is None else folds
-    missing = sorted(run.trained_modalities - given)
-    what = "+".join(sorted(run.trained_modalities))
-    if missing and not allow_missing:
-        raise MissingModalityError(
-            f"{run.model_name} (run {run.path}) was trained on {what}; this patient has no "
-            f"{' and no '.join(missing)} ({_how_to_give(missing)}). Refusing: scoring from the "
-            "rest would not be the model's risk (--allow-missing-modality scores it anyway)"
-        )
+    missing = check_modalities(run, given, allow_missing)
     risks, curves, used = [], [], set()
     with torch.no_grad():
         for fold in folds:
@@ -326,6 +319,20 @@ def predict_patient(
         "bin_edges_months": folds[0].bins_months,
         "n_tiles": int(bag.features.shape[0]) if bag is not None else 0,
     }
+
+
+def check_modalities(run: Run, given: set[str], allow_missing: bool = False) -> list[str]:
+    """The modalities the run's folds trained with that ``given`` lacks; raises
+    MissingModalityError when there are some, unless ``allow_missing``."""
+    missing = sorted(run.trained_modalities - given)
+    if missing and not allow_missing:
+        raise MissingModalityError(
+            f"{run.model_name} (run {run.path}) was trained on "
+            f"{'+'.join(sorted(run.trained_modalities))}; this patient has no "
+            f"{' and no '.join(missing)} ({_how_to_give(missing)}). Refusing: scoring from the "
+            "rest would not be the model's risk (--allow-missing-modality scores it anyway)"
+        )
+    return missing
 
 
 def _how_to_give(missing: list[str]) -> str:
@@ -444,12 +451,15 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     trained = load_run(args.run)
     settings = merge_settings(trained.preprocess, _overrides(args))
-    uses_slides = any(PATHOLOGY in f.model.modalities for f in trained.folds)
+    uses_slides = any(PATHOLOGY in f.model.modalities & f.trained_modalities for f in trained.folds)
     rows = _omics_rows(args.omics_table) if args.omics_table else {}
     features: SlideFeatures | None = None
 
     def bag_of(slides: list[SlideInput], case: str) -> Bag | None:
+        """The patient's bag; refuses before any tiling when a modality is surely missing."""
         nonlocal features
+        given = ({PATHOLOGY} if slides else set()) | ({GENOMICS} if case in rows else set())
+        check_modalities(trained, given, args.allow_missing_modality)
         if not slides or not uses_slides:
             return None
         if features is None:
@@ -461,7 +471,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.omics_table and case not in rows:
             raise ValueError(f"{args.omics_table}: no usable row with case_id {case!r} (--case-id)")
         if args.slide and not uses_slides:
-            print(f"wsirisk predict: {trained.model_name} uses no slides; ignored", file=sys.stderr)
+            print(
+                f"wsirisk predict: {trained.model_name} (as trained) uses no slides; ignored",
+                file=sys.stderr,
+            )
         slides = [SlideInput(Path(s).stem, Path(s)) for s in args.slide]
         result = predict_patient(
             trained, bag_of(slides, case), rows.get(case), args.allow_missing_modality

@@ -249,6 +249,13 @@ def run(args: argparse.Namespace) -> int:
         args.fold, opts, data, result, omics, preprocess, features_identity(bank)
     )
     attrs["trained_modalities"] = checkpoint["trained_modalities"]
+    if result.unusable:
+        listed = ", ".join(result.unusable[:10]) + (" ..." if len(result.unusable) > 10 else "")
+        notes.append(
+            f"{len(result.unusable)} fold patient(s) have no modality {opts.model} uses "
+            f"({'+'.join(sorted(result.model.modalities))}): neither trained nor scored: {listed}"
+        )
+        warnings.warn(notes[-1], stacklevel=1)
     missing = sorted(set(result.model.modalities) - set(checkpoint["trained_modalities"]))
     if missing:
         notes.append(
