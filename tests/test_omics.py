@@ -193,6 +193,78 @@ def test_build_omics_zarr_roundtrip(tmp_path: Path, signatures_csv: Path) -> Non
         data.select(["NOBODY"])
 
 
+def test_omics_problems_are_qc_rows_never_silent(tmp_path: Path, signatures_csv: Path) -> None:
+    """All-NaN patient, duplicate case row, unparseable survival: each a QC row; counts kept."""
+    rows = _good_rows()
+    features = [k for k in rows[0] if k.endswith(("_rnaseq", "_cnv", "_mut"))]
+    rows[1] |= dict.fromkeys(features, np.nan)  # P1: no omics at all (line 3)
+    rows[2] |= {"MYC_rnaseq": np.nan, "TP53_cnv": np.nan}  # P2: two NaN cells
+    rows.append(dict(rows[0]))  # line 6: P0's row again (same slide)
+    rows.append(rows[3] | {"case_id": "P7", "survival_months": "ten"})  # line 7
+    rows.append(rows[3] | {"case_id": "P8", "censorship": "yes"})  # line 8
+    rows.append(rows[3] | {"case_id": "P9", "censorship": ""})  # line 9
+    table_csv = tmp_path / "cohort.csv"
+    pd.DataFrame(rows).to_csv(table_csv, index=False)
+    upstream = tmp_path / "assembly.tsv"
+    pd.DataFrame(
+        [
+            {
+                "case_id": "TCGA-X",
+                "column": "",
+                "status": "dropped",
+                "reason": "no_clinical",
+                "detail": "not in the CDR",
+            }
+        ]  # fmt: skip
+    ).to_csv(upstream, sep="\t", index=False)
+    out, qc_path = tmp_path / "omics.zarr", tmp_path / "omics.tsv"
+    argv = ["omics", "--table", str(table_csv), "--signatures", str(signatures_csv)]
+    argv += ["--out", str(out), "--qc", str(qc_path), "--upstream-qc", str(upstream)]
+    assert main(argv) == 0
+
+    qc = pd.read_csv(qc_path, sep="\t", keep_default_na=False)
+    assert qc.iloc[0].to_dict() == {
+        "case_id": "TCGA-X", "column": "", "status": "dropped", "reason": "no_clinical",
+        "detail": "not in the CDR",
+    }  # fmt: skip
+    by_case = {(r.case_id, r.reason): r for r in qc.itertuples()}
+    absent = by_case[("P1", "all_nan_omics")]
+    assert absent.status == "kept" and "omics absent" in absent.detail
+    assert ("P1", "nan_features") not in by_case
+    dup = by_case[("P0", "duplicate_case")]
+    assert dup.status == "kept" and dup.detail.startswith("lines 2, 6 repeat the case")
+    assert (
+        by_case[("P7", "unparseable_time")].detail
+        == "line 7: survival_months='ten' is not a number"
+    )
+    assert by_case[("P7", "unparseable_time")].status == "dropped"
+    assert by_case[("P8", "unparseable_censorship")].detail.startswith("line 8: censorship='yes'")
+    assert by_case[("P9", "missing_censorship")].status == "dropped"
+    nan_row = by_case[("P2", "nan_features")]
+    assert "tumor_suppressor_genes 1" in nan_row.detail and "oncogenes 1" in nan_row.detail
+
+    import zarr
+
+    attrs = zarr.open_group(str(out), mode="r").attrs
+    assert attrs["no_omics_patients"] == ["P1"]
+    assert attrs["nan_cells_by_patient"] == {
+        "P2": {"tumor_suppressor_genes": 1, "oncogenes": 1, "transcription_factors": 1}
+    }
+    assert attrs["nan_cells"]["oncogenes"] == 1  # P1's absent omics are not imputed cells
+    data = load_omics(out)
+    assert data.patients == ["P0", "P1", "P2", "P3"]  # P1 keeps its survival label
+    assert all(np.isnan(values[1]).all() for values in data.groups.values())
+
+
+def test_upstream_qc_with_other_columns_is_named(tmp_path: Path, signatures_csv: Path) -> None:
+    table_csv = tmp_path / "cohort.csv"
+    pd.DataFrame(_good_rows()).to_csv(table_csv, index=False)
+    upstream = tmp_path / "assembly.tsv"
+    upstream.write_text("case_id\twhy\nA\tx\n")
+    with pytest.raises(ValueError, match=r"assembly\.tsv.*'column', 'status', 'reason'"):
+        build_omics(table_csv, signatures_csv, tmp_path / "o.zarr", tmp_path / "q.tsv", [upstream])
+
+
 def test_build_fails_clearly_when_no_patient_survives(tmp_path: Path, signatures_csv: Path) -> None:
     rows = [row | {"survival_months": -1.0} for row in _good_rows()]
     table_csv = tmp_path / "all_bad.csv"

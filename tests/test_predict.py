@@ -65,14 +65,14 @@ def snn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_fold_model_reproduces_out_of_fold_risk(snn_run: tuple[Path, Path]) -> None:
     run, table = snn_run
-    folds, median = load_run(run)
+    trained = load_run(run)
     from wsirisk.predict import _omics_rows
 
     rows = _omics_rows(table)
     store = open_group(run / "fold0.zarr")
     patient = store.attrs["val_patients"][0]
     stored = float(store[layout.FOLD_VAL_RISK][0])
-    result = predict_patient([folds[0]], median, None, rows[patient])
+    result = predict_patient(trained, None, rows[patient], folds=[trained.folds[0]])
     assert result["risk"] == pytest.approx(stored, abs=1e-5)
     assert len(result["survival"]) == 4
     assert all(a >= b for a, b in zip(result["survival"], result["survival"][1:], strict=False))
@@ -100,10 +100,12 @@ def test_ensemble_is_mean_of_folds_and_group_uses_oof_median(
     assert out["risk_group"] == ("high" if out["risk"] > out["median_oof_risk"] else "low")
 
 
-def test_unknown_case_is_named(snn_run: tuple[Path, Path]) -> None:
+def test_unknown_case_is_named(
+    snn_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     run, table = snn_run
-    with pytest.raises(ValueError, match="NOPE"):
-        main(_predict_argv(run, table, "--case-id", "NOPE"))
+    assert main(_predict_argv(run, table, "--case-id", "NOPE")) == 1
+    assert "no usable row with case_id 'NOPE'" in capsys.readouterr().err
 
 
 def test_batch_mode_writes_tsv(snn_run: tuple[Path, Path], tmp_path: Path) -> None:

@@ -112,6 +112,23 @@ def test_no_grad_forward_and_float64_inputs_run() -> None:
     assert y.shape == (2, 6, 20) and y.dtype == torch.float32
 
 
+def test_inference_mode_on_parallel_slabs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slabs run on pool threads: the caller's torch.inference_mode() must reach them."""
+    monkeypatch.setattr(scan, "SCAN_THREADS", 2)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ins = [t.detach() for t in _inputs(d=8, length=30)]
+        dt = torch.nn.functional.softplus(ins[1])
+        with torch.no_grad():
+            expected = chunked_scan(ins[0], dt, ins[2], ins[3], ins[4])
+        with torch.inference_mode():
+            got = chunked_scan(ins[0], dt, ins[2], ins[3], ins[4])
+    finally:
+        torch.set_num_threads(prev)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
 @pytest.mark.skipif(not cuda_kernel_available(), reason="needs CUDA and mamba-ssm")
 def test_parity_with_mamba_ssm_kernel() -> None:  # pragma: no cover - GPU only
     ins = [t.detach().cuda().requires_grad_() for t in _inputs(b=2, d=64, n=16, length=512)]

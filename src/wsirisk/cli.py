@@ -14,6 +14,7 @@ import sys
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-demo": ("wsirisk.demo", "generate the synthetic demo cohort (slides, omics, truth)"),
+    "sheet": ("wsirisk.cohort.sheet", "validate the slide sample sheet (bad rows -> QC rows)"),
     "tile": ("wsirisk.slides.tile", "tissue segmentation + 256 px tiling of one slide"),
     "qc-slides": ("wsirisk.slides.qc", "gather per-slide QC into qc/slides.tsv"),
     "export-clam": ("wsirisk.slides.clam", "export tile coordinates to CLAM's h5 layout"),
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gdc-query": ("wsirisk.gdc.query", "one data kind of a GDC project -> manifest + file map"),
     "gdc-assemble": ("wsirisk.gdc.build", "downloaded GDC files -> omics table, labels, sheet"),
     "fetch-tables": ("wsirisk.gdc.tables", "fetch the public PORPOISE/MCAT tables and splits"),
+    "cohort": ("wsirisk.cohort.table", "one row per patient: slides, omics, label, status"),
     "splits": ("wsirisk.training.splits", "patient-level cross-validation folds"),
     "train": ("wsirisk.training.train", "train one model on one fold"),
     "evaluate-omics": ("wsirisk.training.evaluate_omics", "cross-validate an omics-only model"),

@@ -15,7 +15,7 @@ Directory tree for one cohort (``results_dir/<cohort>/``)::
     features/<encoder>/<slide_id>.zarr   (N, D) float16 features + coords (stage: extract)
     features/<encoder>/batches/batch<k>.tsv   slides one extraction job wrote (stage: extract)
     omics.zarr                    six categories per patient + survival (stage: omics)
-    qc/omics.tsv                  omics problems (skipped patients, imputed NaNs, ...)
+    qc/omics.tsv                  omics problems (dropped / omics-absent patients, imputed NaNs, ...)
     splits.zarr                   patient-level folds (stage: splits)
     train/<model>/fold<k>.zarr    out-of-fold risks, history, bins (stage: train)
     train/<model>/fold<k>.pt      checkpoint (loads with weights_only=True)

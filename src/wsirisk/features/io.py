@@ -44,6 +44,17 @@ def load_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     return features, coords, attrs
 
 
+def level0_mpp(attrs: dict[str, Any]) -> float | None:
+    """Level-0 um/px of a features store's slide: its ``mpp`` attribute, else its tiles store's."""
+    if attrs.get("mpp"):
+        return float(attrs["mpp"])
+    tiles = attrs.get("tiles_store")
+    if tiles and Path(tiles).exists():
+        mpp = dict(open_group(Path(tiles), mode="r").attrs).get("mpp")
+        return float(mpp) if mpp else None
+    return None
+
+
 SLIDE_GAP_UM = 100_000.0  # gap between a patient's slides in patient_coords_um (100 mm)
 
 

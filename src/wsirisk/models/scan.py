@@ -266,9 +266,12 @@ def _run_slabs(fn, dg: int, device: torch.device) -> list:
         _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsirisk-scan")
     prev = torch.get_num_threads()
     torch.set_num_threads(1)  # new pool threads start single-threaded; MKL too
+    # grad and inference modes are thread-local: the workers take the caller's inference mode,
+    # else tensors made under the caller's torch.inference_mode() cannot be written in place
+    inference = torch.is_inference_mode_enabled()
 
     def run(sl: slice):
-        with torch.no_grad():
+        with torch.inference_mode(inference), torch.no_grad():
             return fn(sl)
 
     try:

@@ -5,8 +5,13 @@ Input columns: ``case_id``, ``slide_id`` (optional), ``survival_months``, ``cens
 clinical columns (age, is_female, oncotree_code, site, train); ``Unnamed: *`` index dumps are
 ignored silently, any other column is ignored with a QC row.
 
-Patients are dropped (with a QC row naming the reason) when their rows disagree on survival,
-or the survival time is missing / not finite / negative, or the censorship is not 0 or 1.
+Patients are dropped (with a QC row naming the reason and the table's line numbers, header =
+line 1) when their rows disagree on survival (``conflicting_duplicate``), or the survival time
+is missing / not a number / not finite / negative (``missing_time``, ``unparseable_time``,
+``non_finite_time``, ``negative_time``), or the censorship is missing, not a number or not 0/1
+(``missing_censorship``, ``unparseable_censorship``, ``unknown_censorship``). Several rows of
+one case are normal (one row per slide); rows that repeat a case without naming a new slide
+give a ``duplicate_case`` row (kept: the first non-NaN value of each feature is used).
 NaN feature cells are kept as NaN and counted (imputation is done per training fold);
 feature columns that are NaN for every kept patient are ignored (one QC row).
 ``slide_id`` values lose a whole-slide file extension (``.svs``...), as CLAM/MCAT feature
@@ -102,6 +107,16 @@ def _parse_censorship(value: object) -> int | None:
     return int(number)
 
 
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip()
+
+
+def _lines(rows: pd.DataFrame) -> str:
+    """'line 5' / 'lines 5, 9' of ``rows`` (index = 0-based data row; header = line 1)."""
+    numbers = [str(int(i) + 2) for i in rows.index]
+    return ("line " if len(numbers) == 1 else "lines ") + ", ".join(numbers)
+
+
 def _check_columns(frame: pd.DataFrame, source: str, qc: list[dict]) -> list[str]:
     """Validate the header; return the feature columns and record ignored columns."""
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
@@ -131,6 +146,7 @@ def _numeric_features(frame: pd.DataFrame, features: list[str], qc: list[dict]) 
 
 def _patient_problem(rows: pd.DataFrame) -> tuple[str, str] | None:
     """(reason, detail) when a patient's survival rows are unusable, else None."""
+    where = _lines(rows)
     months = pd.to_numeric(rows["survival_months"], errors="coerce")
     censor_numeric = pd.to_numeric(rows["censorship"], errors="coerce")
     censor_keys = censor_numeric.astype(object).where(
@@ -138,20 +154,44 @@ def _patient_problem(rows: pd.DataFrame) -> tuple[str, str] | None:
     )
     if len(rows) > 1 and (months.nunique(dropna=False) > 1 or censor_keys.nunique() > 1):
         detail = (
-            f"{len(rows)} rows; survival_months={rows['survival_months'].tolist()}; "
+            f"{where}: survival_months={rows['survival_months'].tolist()}; "
             f"censorship={rows['censorship'].tolist()}"
         )
         return "conflicting_duplicate", detail
     raw_month, month = rows["survival_months"].iloc[0], months.iloc[0]
     if pd.isna(month):
-        return "missing_time", f"survival_months={raw_month!r}"
+        if _blank(raw_month):
+            return "missing_time", f"{where}: survival_months={raw_month!r}"
+        return "unparseable_time", f"{where}: survival_months={raw_month!r} is not a number"
     if not np.isfinite(month):
-        return "non_finite_time", f"survival_months={raw_month!r}"
+        return "non_finite_time", f"{where}: survival_months={raw_month!r}"
     if month < 0:
-        return "negative_time", f"survival_months={month:g}"
-    if _parse_censorship(rows["censorship"].iloc[0]) is None:
-        return "unknown_censorship", f"censorship={rows['censorship'].iloc[0]!r} (expected 0 or 1)"
+        return "negative_time", f"{where}: survival_months={month:g}"
+    raw_censor = rows["censorship"].iloc[0]
+    if _parse_censorship(raw_censor) is None:
+        if _blank(raw_censor):
+            return "missing_censorship", f"{where}: censorship={raw_censor!r} (expected 0 or 1)"
+        if pd.isna(censor_numeric.iloc[0]):
+            return "unparseable_censorship", f"{where}: censorship={raw_censor!r} is not a number"
+        return "unknown_censorship", f"{where}: censorship={raw_censor!r} (expected 0 or 1)"
     return None
+
+
+def _duplicate_detail(rows: pd.DataFrame) -> str | None:
+    """Why several rows of one case are not one row per slide, or None when they are."""
+    if len(rows) < 2:
+        return None
+    if "slide_id" not in rows.columns:
+        return f"{_lines(rows)} repeat the case (the table has no slide_id column)"
+    slides = rows["slide_id"].map(lambda v: "" if _blank(v) else slide_stem(str(v).strip()))
+    repeated = slides[slides.duplicated(keep=False)]
+    if repeated.empty:
+        return None
+    names = sorted({name or "<empty>" for name in repeated})
+    return (
+        f"{_lines(rows.loc[repeated.index])} repeat the case with slide_id {', '.join(names)}; "
+        "first non-NaN value of each feature kept"
+    )
 
 
 def _slide_list(case_id: str, rows: pd.DataFrame, qc: list[dict]) -> list[str]:
@@ -180,7 +220,7 @@ def clean_table(frame: pd.DataFrame, source: str = "<table>") -> CohortTable:
     case_ids = frame["case_id"].astype("string").str.strip()
     no_case = case_ids.isna() | (case_ids == "")
     for index in np.flatnonzero(no_case.to_numpy()):
-        qc.append(_qc("", "case_id", "dropped", "missing_case_id", f"row {int(index) + 2}"))
+        qc.append(_qc("", "case_id", "dropped", "missing_case_id", f"line {int(index) + 2}"))
     frame = frame.loc[~no_case.to_numpy()].copy()
     frame["case_id"] = case_ids[~no_case].astype(str)
     numeric = _numeric_features(frame, features, qc)
@@ -196,6 +236,9 @@ def clean_table(frame: pd.DataFrame, source: str = "<table>") -> CohortTable:
         if problem is not None:
             qc.append(_qc(case_id, "", "dropped", *problem))
             continue
+        duplicate = _duplicate_detail(rows)
+        if duplicate is not None:
+            qc.append(_qc(case_id, "case_id", "kept", "duplicate_case", duplicate))
         kept.append(case_id)
         months.append(float(pd.to_numeric(rows["survival_months"]).iloc[0]))
         censorship.append(int(pd.to_numeric(rows["censorship"]).iloc[0]))
@@ -209,7 +252,7 @@ def clean_table(frame: pd.DataFrame, source: str = "<table>") -> CohortTable:
                         "",
                         "kept",
                         "conflicting_features",
-                        f"{conflicts} feature column(s) differ across {len(rows)} rows; "
+                        f"{conflicts} feature column(s) differ across {_lines(rows)}; "
                         "first non-NaN value kept",
                     )
                 )

@@ -1,4 +1,10 @@
-"""`wsirisk qc-slides`: one TSV row per slide store (status, reason, tiles, resolution, tissue)."""
+"""`wsirisk qc-slides`: one TSV row per slide store (status, reason, tiles, resolution, tissue).
+
+With ``--sheet-qc`` (qc/sheet.tsv from ``wsirisk sheet``) every rejected sheet row is added with
+status ``rejected``, its reason code (``bad_row``, ``unsafe_id``, ``duplicate_id``,
+``missing_file``) and a reason naming the sheet and line; they follow the stores' rows, in
+sheet-line order.
+"""
 
 from __future__ import annotations
 
@@ -73,6 +79,27 @@ def qc_table(stores: Iterable[Path]) -> list[dict[str, str]]:
     return [rows[key] for key in sorted(rows)]
 
 
+def sheet_rows(path: Path) -> list[dict[str, str]]:
+    """QC rows (status ``rejected``) of the rejected sheet rows in ``path`` (qc/sheet.tsv)."""
+    from wsirisk.cohort.sheet import QC_COLUMNS as SHEET_QC_COLUMNS
+    from wsirisk.cohort.sheet import read_tsv
+
+    records = read_tsv(path, SHEET_QC_COLUMNS, "sheet QC table (--sheet-qc)")
+    rows = []
+    for record in records:
+        row = dict.fromkeys(QC_COLUMNS, "")
+        row.update(
+            slide_id=_cell(record["slide_id"]),
+            patient_id=_cell(record["patient_id"]),
+            reason_code=_cell(record["reason_code"]),
+            slide_path=_cell(record["path"]),
+        )
+        row[ATTR_STATUS] = "rejected"
+        row[ATTR_REASON] = _cell(record["reason"])
+        rows.append(row)
+    return rows
+
+
 def write_qc(rows: list[dict[str, str]], out: Path) -> None:
     """Write the rows as a tab-separated table (atomically)."""
     buffer = io.StringIO()
@@ -85,13 +112,18 @@ def write_qc(rows: list[dict[str, str]], out: Path) -> None:
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stores", nargs="+", type=Path, help="slide stores (.zarr)")
+    parser.add_argument("stores", nargs="*", type=Path, help="slide stores (.zarr)")
     parser.add_argument("--out", required=True, type=Path, help="qc/slides.tsv")
+    parser.add_argument(
+        "--sheet-qc", type=Path, help="rejected sheet rows (qc/sheet.tsv from `wsirisk sheet`)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         rows = qc_table(args.stores)
+        if args.sheet_qc is not None:
+            rows += sheet_rows(args.sheet_qc)
     except (FileNotFoundError, ValueError) as exc:
         print(f"wsirisk qc-slides: error: {exc}", file=sys.stderr)
         return 1

@@ -193,13 +193,13 @@ class FeatureBank:
         (:func:`wsirisk.features.io.patient_coords_um`: slides side by side, same order)."""
         if patient in self._cache:
             return self._cache[patient]
-        from wsirisk.features.io import load_features, patient_coords_um
+        from wsirisk.features.io import level0_mpp, load_features, patient_coords_um
 
         feats, where = [], []
         for ref in self.slides(patient):
             features, coords, attrs = load_features(ref.path)
             feats.append(features)
-            where.append((coords, _level0_mpp(attrs)))
+            where.append((coords, level0_mpp(attrs)))
         if not feats:
             raise KeyError(f"no features for patient {patient!r}")
         bag = np.concatenate(feats, axis=0)
@@ -209,17 +209,6 @@ class FeatureBank:
             self._cache[patient] = pair
             self._cache_budget -= size
         return pair
-
-
-def _level0_mpp(attrs: dict[str, Any]) -> float | None:
-    """Level-0 um/px of a features store's slide: its ``mpp`` attribute, else its tiles store's."""
-    if attrs.get("mpp"):
-        return float(attrs["mpp"])
-    tiles = attrs.get("tiles_store")
-    if tiles and Path(tiles).exists():
-        mpp = dict(open_group(Path(tiles), mode="r").attrs).get("mpp")
-        return float(mpp) if mpp else None
-    return None
 
 
 # ---- samples ------------------------------------------------------------------------------

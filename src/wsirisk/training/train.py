@@ -2,7 +2,14 @@
 
     wsirisk train --omics omics.zarr --splits splits.zarr --fold 0 \\
         --features features/resnet50_trunc/*.zarr --options '{"model": "snn", "epochs": 20}' \\
+        --preprocess '{"slides": {...}, "features": {...}}' \\
         --out train/snn/fold0.zarr --checkpoint train/snn/fold0.pt
+
+The checkpoint records what ``wsirisk predict --run`` needs besides the weights: the
+``--preprocess`` settings (the config's ``slides`` and ``features`` sections), the modalities
+the fold really trained with (``trained_modalities``: a modality of the model that no training
+patient had is not listed) and the identity of the encoder that made the training features
+(``features_identity``: encoder, weights_sha256, params_sha256, transform, dim).
 """
 
 from __future__ import annotations
@@ -27,18 +34,67 @@ from wsirisk.training.trainer import FoldResult, TrainOptions, train_fold
 CHECKPOINT_FORMAT = "wsirisk-fold-checkpoint/1"
 
 
-def parse_options(text: str) -> TrainOptions:
-    """``--options``: a JSON object, or the path of a JSON file holding one."""
-    source = "--options"
+def _json_object(text: str, flag: str) -> tuple[dict[str, Any], str]:
+    """A JSON object given inline or as the path of a JSON file; errors name the source."""
+    source = flag
     if not text.lstrip().startswith("{") and Path(text).is_file():
         source, text = text, Path(text).read_text()
     try:
-        options = json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{source}: not valid JSON ({err})") from None
-    if not isinstance(options, dict):
-        raise ValueError(f"{source}: expected a JSON object, got {type(options).__name__}")
+    if not isinstance(value, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(value).__name__}")
+    return value, source
+
+
+def parse_options(text: str) -> TrainOptions:
+    """``--options``: a JSON object, or the path of a JSON file holding one."""
+    options, source = _json_object(text, "--options")
     return TrainOptions.from_dict(options, source)
+
+
+PREPROCESS_SECTIONS = ("slides", "features")
+
+
+def parse_preprocess(text: str | None) -> dict[str, Any]:
+    """``--preprocess``: ``{"slides": {...}, "features": {...}}`` (the config's sections)."""
+    if text is None:
+        return {}
+    value, source = _json_object(text, "--preprocess")
+    unknown = sorted(set(value) - set(PREPROCESS_SECTIONS))
+    if unknown:
+        raise ValueError(f"{source}: unknown section(s) {unknown}; known: {PREPROCESS_SECTIONS}")
+    for section, body in value.items():
+        if not isinstance(body, dict):
+            raise ValueError(f"{source}: section {section!r} must be an object")
+    return value
+
+
+def trained_modalities(model_modalities: set[str], train: list[Any]) -> list[str]:
+    """Modalities of the model that at least one training patient had."""
+    has = {
+        "pathology": any(s.has_pathology for s in train),
+        "genomics": any(s.omics is not None for s in train),
+    }
+    return sorted(m for m in model_modalities if has.get(m, True))
+
+
+def features_identity(bank: FeatureBank | None) -> list[dict[str, Any]]:
+    """Distinct encoder identities of the features stores the fold read (usually one)."""
+    from wsirisk.store import open_group
+
+    if bank is None:
+        return []
+    keys = ("encoder", "weights", "weights_sha256", "params_sha256", "transform", "dim")
+    found: list[dict[str, Any]] = []
+    for refs in bank.by_patient.values():
+        for ref in refs:
+            attrs = dict(open_group(ref.path).attrs)
+            identity = {k: attrs.get(k) for k in keys}
+            if identity not in found:
+                found.append(identity)
+    return found
 
 
 def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -108,10 +164,21 @@ def write_fold_store(path: Path, attrs: dict[str, Any], data: FoldData, result: 
 
 
 def checkpoint_dict(
-    fold: int, opts: TrainOptions, data: FoldData, result: FoldResult, omics: OmicsLike
+    fold: int,
+    opts: TrainOptions,
+    data: FoldData,
+    result: FoldResult,
+    omics: OmicsLike,
+    preprocess: dict[str, Any] | None = None,
+    identity: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Plain tensors / lists / numbers only: loads with ``torch.load(weights_only=True)``."""
+    used = set(result.unusable)
+    train = [s for s in data.train if s.patient not in used]
     return {
+        "preprocess": json.loads(json.dumps(preprocess or {})),
+        "trained_modalities": trained_modalities(set(result.model.modalities), train),
+        "features_identity": json.loads(json.dumps(identity or [])),
         "format": CHECKPOINT_FORMAT,
         "fold": fold,
         "model": opts.model,
@@ -163,6 +230,11 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
         help="extraction batch manifests (TSV with a 'store' column): their stores are added",
     )
     parser.add_argument("--options", default="{}", help="JSON object (config 'train' section)")
+    parser.add_argument(
+        "--preprocess",
+        help="JSON object (or file) with the config's 'slides' and 'features' sections; "
+        "recorded in the checkpoint for `wsirisk predict --run`",
+    )
     parser.add_argument("--out", type=Path, required=True, help="fold store (zarr) to write")
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt)")
 
@@ -171,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
     from wsirisk.omics.load import load_omics
 
     opts = parse_options(args.options)
+    preprocess = parse_preprocess(args.preprocess)
     omics = load_omics(args.omics)
     splits = read_splits(args.splits)
     folds = splits["folds"]
@@ -201,9 +274,27 @@ def run(args: argparse.Namespace) -> int:
     result = train_fold(data, opts, bank, log)
     attrs = fold_attrs(args.fold, opts, data, result, notes)
     attrs["skipped_slides"] = dict(bank.skipped) if bank is not None else {}
+    checkpoint = checkpoint_dict(
+        args.fold, opts, data, result, omics, preprocess, features_identity(bank)
+    )
+    attrs["trained_modalities"] = checkpoint["trained_modalities"]
+    if result.unusable:
+        listed = ", ".join(result.unusable[:10]) + (" ..." if len(result.unusable) > 10 else "")
+        notes.append(
+            f"{len(result.unusable)} fold patient(s) have no modality {opts.model} uses "
+            f"({'+'.join(sorted(result.model.modalities))}): neither trained nor scored: {listed}"
+        )
+        warnings.warn(notes[-1], stacklevel=1)
+    missing = sorted(set(result.model.modalities) - set(checkpoint["trained_modalities"]))
+    if missing:
+        notes.append(
+            f"{opts.model} uses {'+'.join(sorted(result.model.modalities))} but no training "
+            f"patient had {'+'.join(missing)}: trained without it"
+        )
+        warnings.warn(notes[-1], stacklevel=1)
     write_fold_store(args.out, attrs, data, result)
     with atomic_path(args.checkpoint) as tmp:
-        torch.save(checkpoint_dict(args.fold, opts, data, result, omics), tmp)
+        torch.save(checkpoint, tmp)
     value = attrs["cindex"]
     shown = f"{value:.4f}" if value is not None else f"undefined ({attrs['cindex_reason']})"
     print(f"fold {args.fold} {opts.model}: val C-index {shown} -> {args.out}")
