@@ -6,6 +6,16 @@ import csv
 L = Layout.from_config(config)
 DEMO = bool(config["demo"]["enabled"])
 GDC = not DEMO and bool((config.get("gdc") or {}).get("project"))
+if DEMO and (config.get("gdc") or {}).get("project"):
+    raise ValueError(
+        f"config: gdc.project is {config['gdc']['project']!r} but demo.enabled is true; "
+        "set demo.enabled: false to build the cohort from the GDC"
+    )
+if DEMO and config["inputs"].get("sample_sheet"):
+    raise ValueError(
+        "config: inputs.sample_sheet is set but demo.enabled is true; "
+        "set demo.enabled: false to run your own cohort"
+    )
 ENCODER = config["features"]["encoder"]
 FOLDS = list(range(int(config["splits"]["n_folds"])))
 
