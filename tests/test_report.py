@@ -331,3 +331,11 @@ def test_paper_table_gathers_cohorts_in_the_papers_layout(
     assert "Paper's table not shown" in text and "**ours: me_mamba (resnet50_trunc)**" in text
     with pytest.raises(FileNotFoundError, match="neither a cohort folder"):
         main(["paper-table", str(tmp_path), "--out", str(md)])
+
+
+def test_ibs_has_a_kaplan_meier_reference(run: dict[str, Any]) -> None:
+    summary = _summary(run, "me_mamba")
+    km = summary["ibs"]["km_reference"]
+    assert len(km["folds"]) == N_FOLDS and 0.05 < km["mean"] < 0.3
+    header = tables(run["reports"]["me_mamba"] / "index.html").tables["td-auc-table"][0]
+    assert header[-1] == "IBS of Kaplan–Meier (no model)"

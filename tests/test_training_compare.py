@@ -143,3 +143,22 @@ def test_paired_comparison() -> None:
     assert one["n_folds"] == 1 and one["wilcoxon_p"] is None and "1 fold" in one["reason"]
     with pytest.raises(ValueError, match="not paired"):
         compare.paired_fold_comparison([0.6], [0.6, 0.7])
+
+
+def test_km_reference_brier_score() -> None:
+    from lifelines import KaplanMeierFitter
+    from sksurv.metrics import integrated_brier_score
+    from sksurv.util import Surv
+
+    months, censorship, _ = _cohort(300, seed=5)
+    times = compare.event_time_quantiles(months, censorship, compare.IBS_QUANTILES)
+    got = compare.km_integrated_brier(months, censorship, months, censorship, times)
+    km = KaplanMeierFitter().fit(months, 1 - censorship).survival_function_at_times(times)
+    y = Surv.from_arrays(censorship == 0, months)
+    expected = integrated_brier_score(y, y, np.tile(km.to_numpy(), (months.size, 1)), times)
+    assert got["ibs"] == pytest.approx(expected) and 0.05 < got["ibs"] < 0.25
+    # a KM fitted on other patients is scored the same way
+    other = compare.km_integrated_brier(
+        months, censorship, months[:100], censorship[:100], times, months[100:], censorship[100:]
+    )
+    assert other["ibs"] is not None and other["reason"] is None

@@ -93,6 +93,7 @@ def model_entries(
                 "td_auc_std": s["td_auc"]["std"],
                 "ibs_mean": s["ibs"]["mean"],
                 "ibs_std": s["ibs"]["std"],
+                "ibs_km_mean": s["ibs"]["km_reference"]["mean"],
                 "logrank_p": s["logrank_p"],
                 "flagged_folds": [f for f in s["fold_flags"] if f["flag"]],
                 "risk_kind": s["risk_kind"],
@@ -136,7 +137,7 @@ def render(
         f"{C_COLUMN} ({column})",
         "pooled OOF C-index [bootstrap 95 % CI]",
         "td-AUC",
-        "IBS",
+        "IBS (Kaplan–Meier reference)",
         "Δ C-index vs ME-Mamba (fold-paired)",
         "flags",
     ]
@@ -156,7 +157,8 @@ def render(
                 html.mean_std(entry["cindex_mean"], entry["cindex_std"]),
                 f"{html.fmt(entry['cindex_pooled_oof'])} {html.ci(low, high)}",
                 html.mean_std(entry["td_auc_mean"], entry["td_auc_std"]),
-                html.mean_std(entry["ibs_mean"], entry["ibs_std"]),
+                html.mean_std(entry["ibs_mean"], entry["ibs_std"])
+                + f" (KM {html.fmt(entry['ibs_km_mean'])})",
                 _versus(entry),
                 flags,
             ]

@@ -82,8 +82,9 @@ def evaluate(folds: Folds, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[
     n_bins = {len(f.bin_edges) - 1 for f in folds.folds if f.bin_edges}
     auc_times = compare.event_time_quantiles(months, censorship)
     ibs_times = compare.event_time_quantiles(months, censorship, compare.IBS_QUANTILES)
-    td_auc, ibs = [], []
+    td_auc, ibs, ibs_km = [], [], []
     for fold in folds.folds:
+        others = folds.fold_of != fold.index
         # censoring distribution: the whole cohort's follow-up (all out-of-fold patients)
         auc = compare.time_dependent_auc(
             months, censorship, fold.months, fold.censorship, fold.risk, auc_times
@@ -106,6 +107,16 @@ def evaluate(folds: Folds, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[
                 "reason": "undefined: a Cox-type risk comes without a survival curve",
             }
         ibs.append({"fold": fold.index, **brier})
+        reference = compare.km_integrated_brier(
+            months,
+            censorship,
+            fold.months,
+            fold.censorship,
+            ibs_times,
+            months[others],
+            censorship[others],
+        )
+        ibs_km.append({"fold": fold.index, **reference})
     return {
         "risk_kind": kind,
         "n_bins": n_bins.pop() if len(n_bins) == 1 else None,
@@ -132,6 +143,11 @@ def evaluate(folds: Folds, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[
             "definition": "integrated Brier score (scikit-survival, IPCW) between the 10 % and 90 % "
             "quantiles of the cohort's death times; the discrete-time curve is a step function "
             "(S(t) = S_k for t in bin k); lower = better",
+            "km_reference": {
+                **_per_fold(ibs_km, "ibs"),
+                "definition": "the same score for the no-model reference: every validation "
+                "patient gets the Kaplan-Meier curve of the other folds' patients",
+            },
         },
         "logrank_p": survival.logrank_p(months, censorship, high_group),
         "risk_groups": {

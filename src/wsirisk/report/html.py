@@ -323,18 +323,26 @@ def cindex_section(summary: dict[str, Any]) -> str:
 
 def td_auc_ibs_section(summary: dict[str, Any]) -> str:
     auc, ibs = summary["td_auc"], summary["ibs"]
+    km = ibs["km_reference"]
     rows = []
-    for a, b in zip(auc["folds"], ibs["folds"], strict=True):
+    for a, b, k in zip(auc["folds"], ibs["folds"], km["folds"], strict=True):
         rows.append(
             [
                 f"fold {a['fold']}",
                 fmt(a["mean_auc"]) if a["mean_auc"] is not None else a["reason"],
                 ", ".join(f"{t:.1f}: {v:.3f}" for t, v in zip(a["times"], a["auc"], strict=True)),
                 fmt(b["ibs"]) if b["ibs"] is not None else b["reason"],
+                fmt(k["ibs"]) if k["ibs"] is not None else k["reason"],
             ]
         )
     rows.append(
-        ["mean ± std", mean_std(auc["mean"], auc["std"]), "", mean_std(ibs["mean"], ibs["std"])]
+        [
+            "mean ± std",
+            mean_std(auc["mean"], auc["std"]),
+            "",
+            mean_std(ibs["mean"], ibs["std"]),
+            mean_std(km["mean"], km["std"]),
+        ]
     )
     times = ", ".join(f"{t:.1f}" for t in auc["times_months"])
     ibs_times = ibs["times_months"]
@@ -342,13 +350,20 @@ def td_auc_ibs_section(summary: dict[str, Any]) -> str:
     return (
         "<h2>Time-dependent AUC and integrated Brier score</h2>"
         + table(
-            ["", "td-AUC (mean over times)", "AUC(t) by month t", "IBS (lower = better)"],
+            [
+                "",
+                "td-AUC (mean over times)",
+                "AUC(t) by month t",
+                "IBS (lower = better)",
+                "IBS of Kaplan–Meier (no model)",
+            ],
             rows,
             tid="td-auc-table",
         )
         + f"<p>td-AUC: {e(auc['definition'])} (times {times} months; a time outside a fold's "
         f"follow-up is left out for that fold).<br>IBS: {e(ibs['definition'])} ({span} "
-        "months).</p>"
+        f"months). {e(km['definition'])}: a model above it predicts survival worse than no "
+        "model (discrete-time models trained with the NLL are often optimistic).</p>"
     )
 
 

@@ -142,7 +142,11 @@ def tsne_grid(panels: list[Any], title: str, experts: bool, path: Path) -> Path:
     names = sorted({p.embedding for p in panels})
     folds = sorted({p.fold for p in panels})
     fig, axes = plt.subplots(
-        len(names), len(folds), figsize=(3.2 * len(folds), 3.0 * len(names)), squeeze=False
+        len(names),
+        len(folds),
+        figsize=(3.2 * len(folds), 3.0 * len(names) + 0.6),
+        squeeze=False,
+        layout="constrained",
     )
     for ax in axes.ravel():
         ax.set_xticks([])

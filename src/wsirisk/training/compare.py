@@ -107,28 +107,16 @@ def time_dependent_auc(
     """
     from sksurv.metrics import cumulative_dynamic_auc
 
-    _check_lengths(months=months, censorship=censorship, risk=risk)
-    _check_lengths(train_months=train_months, train_censorship=train_censorship)
-    train_months = np.asarray(train_months, dtype=np.float64).ravel()
-    months = np.asarray(months, dtype=np.float64).ravel()
-    censorship = np.asarray(censorship).ravel().astype(np.int64)
-    risk = np.asarray(risk, dtype=np.float64).ravel()
     out: dict[str, Any] = {"times": [], "auc": [], "mean_auc": None, "dropped_times": []}
-    reason = _undefined(train_months, months, censorship, risk)
-    if reason:
-        return {**out, "reason": reason}
-    tau, cut_months, cut_cens = _truncate(train_months, months, censorship)
-    times, dropped = _valid_times(times_months, cut_months, cut_cens, tau)
+    prepared = _prepare(train_months, train_censorship, months, censorship, risk, times_months)
+    if isinstance(prepared, dict):
+        return {**out, **prepared}
+    y_train, y_test, times, dropped = prepared
     out["dropped_times"] = dropped
     if times.size == 0:
         return {**out, "reason": "undefined: no evaluation time inside the follow-up"}
     try:
-        auc, mean_auc = cumulative_dynamic_auc(
-            _structured(train_months, train_censorship),
-            _structured(cut_months, cut_cens),
-            risk,
-            times,
-        )
+        auc, mean_auc = cumulative_dynamic_auc(y_train, y_test, np.ravel(risk), times)
     except ValueError as err:  # scikit-survival's own checks
         return {**out, "reason": f"undefined: {err}"}
     return {
@@ -152,6 +140,31 @@ def _undefined(
     if not np.all(np.isfinite(values)):
         return "undefined: non-finite predictions"
     return None
+
+
+def _prepare(
+    train_months: Any,
+    train_censorship: Any,
+    months: Any,
+    censorship: Any,
+    values: Any,
+    times_months: Any,
+) -> dict[str, Any] | tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """scikit-survival inputs (censoring sample, evaluated set censored at tau, valid times,
+    dropped times), or ``{"reason": ...}`` when the figure is undefined."""
+    values = np.asarray(values, dtype=np.float64)
+    _check_lengths(months=months, censorship=censorship, predictions=values)
+    _check_lengths(train_months=train_months, train_censorship=train_censorship)
+    train_months = np.asarray(train_months, dtype=np.float64).ravel()
+    months = np.asarray(months, dtype=np.float64).ravel()
+    censorship = np.asarray(censorship).ravel().astype(np.int64)
+    reason = _undefined(train_months, months, censorship, values)
+    if reason:
+        return {"reason": reason}
+    tau, cut_months, cut_cens = _truncate(train_months, months, censorship)
+    times, dropped = _valid_times(times_months, cut_months, cut_cens, tau)
+    y_train = _structured(train_months, train_censorship)
+    return y_train, _structured(cut_months, cut_cens), times, dropped
 
 
 def survival_at(survival: Any, bin_edges: Any, times_months: Any) -> np.ndarray:
@@ -184,25 +197,17 @@ def integrated_brier_detail(
     from sksurv.metrics import integrated_brier_score
 
     survival = np.atleast_2d(np.asarray(survival, dtype=np.float64))
-    _check_lengths(months=months, censorship=censorship, survival=survival)
-    train_months = np.asarray(train_months, dtype=np.float64).ravel()
-    months = np.asarray(months, dtype=np.float64).ravel()
-    censorship = np.asarray(censorship).ravel().astype(np.int64)
     out: dict[str, Any] = {"ibs": None, "times": [], "dropped_times": []}
-    reason = _undefined(train_months, months, censorship, survival)
-    if reason:
-        return {**out, "reason": reason}
-    tau, cut_months, cut_cens = _truncate(train_months, months, censorship)
-    times, dropped = _valid_times(times_months, cut_months, cut_cens, tau)
+    prepared = _prepare(train_months, train_censorship, months, censorship, survival, times_months)
+    if isinstance(prepared, dict):
+        return {**out, **prepared}
+    y_train, y_test, times, dropped = prepared
     out["dropped_times"] = dropped
     if times.size < 2:
         return {**out, "reason": f"undefined: {times.size} valid time(s), need at least 2"}
     try:
         ibs = integrated_brier_score(
-            _structured(train_months, train_censorship),
-            _structured(cut_months, cut_cens),
-            survival_at(survival, bin_edges, times),
-            times,
+            y_train, y_test, survival_at(survival, bin_edges, times), times
         )
     except ValueError as err:
         return {**out, "reason": f"undefined: {err}"}
@@ -222,6 +227,45 @@ def integrated_brier(
     return integrated_brier_detail(
         train_months, train_censorship, months, censorship, survival, bin_edges, times_months
     )["ibs"]
+
+
+def km_integrated_brier(
+    train_months: Any,
+    train_censorship: Any,
+    months: Any,
+    censorship: Any,
+    times_months: Any,
+    km_months: Any = None,
+    km_censorship: Any = None,
+) -> dict[str, Any]:
+    """IBS of the no-model reference: everybody gets the Kaplan-Meier curve (lifelines) of
+    ``km_*`` (default: the ``train_*`` arrays), scored like :func:`integrated_brier_detail` (same
+    censoring distribution and times), so a model's IBS can be read against it."""
+    from lifelines import KaplanMeierFitter
+    from sksurv.metrics import integrated_brier_score
+
+    km_months = train_months if km_months is None else km_months
+    km_censorship = train_censorship if km_censorship is None else km_censorship
+    out: dict[str, Any] = {"ibs": None, "times": [], "dropped_times": []}
+    placeholder = np.zeros(len(np.asarray(months)))
+    prepared = _prepare(
+        train_months, train_censorship, months, censorship, placeholder, times_months
+    )
+    if isinstance(prepared, dict):
+        return {**out, **prepared}
+    y_train, y_test, times, dropped = prepared
+    out["dropped_times"] = dropped
+    if times.size < 2:
+        return {**out, "reason": f"undefined: {times.size} valid time(s), need at least 2"}
+    events = 1 - np.asarray(km_censorship, dtype=np.int64)
+    fitter = KaplanMeierFitter().fit(np.asarray(km_months, dtype=np.float64), events)
+    curve = np.asarray(fitter.survival_function_at_times(times), dtype=np.float64)
+    estimate = np.tile(curve, (len(placeholder), 1))
+    try:
+        ibs = integrated_brier_score(y_train, y_test, estimate, times)
+    except ValueError as err:
+        return {**out, "reason": f"undefined: {err}"}
+    return {**out, "ibs": float(ibs), "times": [float(t) for t in times], "reason": None}
 
 
 def bootstrap_cindex(
