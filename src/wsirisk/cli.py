@@ -29,7 +29,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "splits": ("wsirisk.training.splits", "patient-level cross-validation folds"),
     "train": ("wsirisk.training.train", "train one model on one fold"),
     "evaluate-omics": ("wsirisk.training.evaluate_omics", "cross-validate an omics-only model"),
-    "report": ("wsirisk.report.build", "C-index table, KM curves and HTML report"),
+    "report": ("wsirisk.report.build", "one model's report: C-index, td-AUC, IBS, KM, figures"),
+    "cohort-page": (
+        "wsirisk.report.cohort_page",
+        "every model reported on a cohort, beside the paper",
+    ),
+    "paper-table": ("wsirisk.report.paper_table", "several cohorts' results in the paper's layout"),
     "predict": ("wsirisk.predict", "risk for new patients from a trained run"),
 }
 

@@ -9,6 +9,7 @@ rule report:
         qc_slides=L.qc_slides,
         qc_omics=L.qc_omics,
         cohort=L.cohort_summary,
+        cohort_table=L.cohort_table,
         features=lambda w: feature_batches() if uses_slides(w.model) else [],
         truth=[L.demo_truth] if DEMO else [],
         reference=[REFERENCE] if REFERENCE and Path(REFERENCE).exists() else [],
@@ -32,6 +33,7 @@ rule cohort_page:
     input:
         summaries=[L.model_report_summary(m) for m in MODELS],
         cohort=L.cohort_summary,
+        reference=[REFERENCE] if REFERENCE and Path(REFERENCE).exists() else [],
     output:
         html=report(L.report_html, caption="../report/report.rst", category="Report"),
         models=L.report_models,

@@ -1,11 +1,19 @@
-"""`wsirisk report`: gather the folds of one cohort into summary.json and an HTML page."""
+"""`wsirisk report`: one model's folds -> report/<model>/index.html, summary.json, oof.tsv, figures.
+
+    wsirisk report --config-json "$(cat config.json)" --model me_mamba \
+        --out-dir results/<cohort>/report/me_mamba
+
+Reads (config paths via wsirisk.layout): train/<model>/fold<k>.zarr (k < splits.n_folds),
+cohort/summary.json + cohort/patients.tsv, qc/slides.tsv (+ qc/sheet.tsv), qc/omics.tsv,
+features/<encoder>/*.zarr (encoder attributes; heatmaps), slides/<slide>.zarr and the slide files
+(heatmaps), omics.zarr + the demo's truth.csv (oracle, demo only), report.reference_table.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,50 +22,12 @@ import numpy as np
 from wsirisk import layout
 from wsirisk.layout import Layout
 from wsirisk.report import html, survival
+from wsirisk.report.evaluate import evaluate, risk_scale
+from wsirisk.report.folds import Folds, load_folds
+from wsirisk.report.reference import load_reference, paper_row
 from wsirisk.store import open_group, write_json, write_text
 
 log = logging.getLogger("wsirisk.report")
-
-
-@dataclass
-class Folds:
-    """Out-of-fold predictions pooled over the folds of one model."""
-
-    cindex: list[float | None] = field(default_factory=list)
-    reasons: list[str | None] = field(default_factory=list)
-    histories: list[list[dict]] = field(default_factory=list)
-    patients: list[str] = field(default_factory=list)
-    risk: list[float] = field(default_factory=list)
-    months: list[float] = field(default_factory=list)
-    censorship: list[int] = field(default_factory=list)
-    attention: dict[str, np.ndarray] = field(default_factory=dict)  # slide_id -> (N,)
-    embeddings: dict[str, list[np.ndarray]] = field(default_factory=dict)  # expert -> rows
-    best_val: list[float | None] = field(default_factory=list)
-
-
-def load_folds(paths: list[Path]) -> Folds:
-    """Read every fold store (layout: train/<model>/fold<k>.zarr)."""
-    folds = Folds()
-    for path in paths:
-        group = open_group(path)
-        attrs = dict(group.attrs)
-        folds.cindex.append(attrs.get("cindex"))
-        folds.reasons.append(attrs.get("cindex_reason"))
-        folds.histories.append(list(attrs.get("history", [])))
-        best = attrs.get("best_epoch_val_cindex")
-        folds.best_val.append(best.get("val_cindex") if isinstance(best, dict) else best)
-        patients = list(attrs["val_patients"])
-        folds.patients += patients
-        folds.risk += [float(v) for v in group[layout.FOLD_VAL_RISK][:]]
-        folds.months += [float(v) for v in group["val_months"][:]]
-        folds.censorship += [int(v) for v in group["val_censorship"][:]]
-        if "attention" in group:
-            for name, array in group["attention"].arrays():
-                folds.attention[name] = np.asarray(array[:], dtype=float)
-        if "embeddings" in group:
-            for name, array in group["embeddings"].arrays():
-                folds.embeddings.setdefault(name, []).append(np.asarray(array[:], dtype=float))
-    return folds
 
 
 def concordance(months: np.ndarray, censorship: np.ndarray, risk: np.ndarray) -> float | None:
@@ -110,6 +80,8 @@ def package_versions() -> dict[str, str]:
         "zarr",
         "lifelines",
         "scikit-learn",
+        "scikit-survival",
+        "scipy",
         "openslide-python",
         "openslide-bin",
         "snakemake",
@@ -124,62 +96,45 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def build_report(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Compute the summary, draw the figures and write index.html + summary.json."""
-    from wsirisk.report import figures
-    from wsirisk.training.metrics import mean_std
+def model_modalities(model: str, folds: Folds) -> list[str]:
+    """Modalities the model uses: the fold stores' ``modalities`` attribute, else the model's."""
+    for fold in folds.folds:
+        if fold.attrs.get("modalities"):
+            return sorted(fold.attrs["modalities"])
+    try:
+        from wsirisk.models import build_model
 
-    lay = Layout.from_config(config)
-    model = config["train"]["model"]
-    n_folds = int(config["splits"]["n_folds"])
-    folds = load_folds([lay.fold_store(model, k) for k in range(n_folds)])
-    months = np.asarray(folds.months)
-    censorship = np.asarray(folds.censorship)
-    risk = np.asarray(folds.risk)
-    high = survival.risk_groups(risk)
-    p_value = survival.logrank_p(months, censorship, high)
-    mean, std = mean_std(folds.cindex)
-    oracle = None
-    if config["demo"]["enabled"] and lay.demo_truth.exists():
-        oracle = oracle_cindex(lay.demo_truth, lay.omics_store)
-    feature_stores = sorted(
-        (lay.cohort_dir / "features" / config["features"]["encoder"]).glob("*.zarr")
-    )
-    encoder = (
-        encoder_info(feature_stores)
-        if model != "snn"
-        else {"encoder": None, "weights": None, "weights_sha256": None, "random_init": False}
-    )
-    summary = {
-        "cohort": lay.cohort,
-        "model": model,
-        "encoder": encoder["encoder"],
-        "encoder_weights": encoder["weights"],
-        "encoder_weights_sha256": encoder["weights_sha256"],
-        "encoder_random_init": encoder["random_init"],
-        "cindex_folds": folds.cindex,
-        "cindex_undefined_reasons": folds.reasons,
-        "cindex_mean": mean,
-        "cindex_std": std,
-        "cindex_pooled_oof": concordance(months, censorship, risk),
-        "best_epoch_val_cindex_selected_on_val": folds.best_val,
-        "oracle_cindex": oracle,
-        "logrank_p": p_value,
-        "n_patients": int(months.size),
-        "n_events": int((1 - censorship).sum()),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    images = figures.draw_all(config, lay, folds, months, censorship, risk, high, p_value, out_dir)
-    qc_rows = _read_tsv(lay.qc_slides)
-    reference = _reference_rows(config)
-    page = html.render(summary, config, images, qc_rows, reference, package_versions())
-    write_json(out_dir / "summary.json", summary)
-    write_text(out_dir / "index.html", page)
-    write_text(lay.results_dir / "index.html", html.cohort_index(lay.results_dir))
-    return summary
+        return sorted(build_model(model, path_dim=8, omics_sizes=[2] * 6).modalities)
+    except (ValueError, TypeError, ImportError, RuntimeError, KeyError) as err:
+        log.warning("modalities of %s unknown (%s): read from the embeddings", model, err)
+        names = {n for f in folds.folds for n in f.embeddings}
+        return sorted(names & {"pathology", "genomics"})
 
 
-def _read_tsv(path: Path) -> list[dict[str, str]]:
+def modality_warnings(model: str, modalities: list[str], folds: Folds) -> list[str]:
+    """Visible warnings when patients lacked a modality the model uses (union over folds)."""
+    n = len(folds.patients)
+    out = []
+    for modality, key in (("pathology", "no_pathology"), ("genomics", "no_omics")):
+        if modality not in modalities:
+            continue
+        lacking = set()
+        for fold in folds.folds:
+            lacking |= set(fold.attrs.get("missing", {}).get(key, []))
+        if lacking:
+            other = "genomics" if modality == "pathology" else "pathology"
+            what = "slide features" if modality == "pathology" else "omics"
+            out.append(
+                f"{len(lacking)} patient(s) of the cohort had no {what}: {model} saw "
+                f"{other} only for them" + (" (all of them!)" if len(lacking) >= n > 0 else "")
+            )
+    for fold in folds.folds:
+        for note in fold.attrs.get("warnings", []) or []:
+            out.append(f"fold {fold.index}: {note}")
+    return out
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
     import csv
 
     if not path.exists():
@@ -188,34 +143,182 @@ def _read_tsv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
-def _reference_rows(config: dict[str, Any]) -> list[dict[str, str]]:
-    import csv
+COUNT_LABELS = (
+    ("both", "with slides and omics"),
+    ("slides_only", "slides only"),
+    ("omics_only", "omics only"),
+    ("dropped", "dropped"),
+)
 
-    path = config.get("report", {}).get("reference_table")
-    if not path:
-        return []
-    if not Path(path).exists():
-        log.warning("report.reference_table %s not found: no paper numbers shown", path)
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+
+def cohort_overview(lay: Layout) -> dict[str, Any]:
+    """cohort/summary.json (+ patients.tsv): counts per modality, exclusions, banner."""
+    overview: dict[str, Any] = {"summary_path": str(lay.cohort_summary), "summary": None}
+    if not lay.cohort_summary.exists():
+        return overview
+    summary = json.loads(lay.cohort_summary.read_text())
+    overview["summary"] = summary
+    overview["banner"] = summary.get("banner") or None
+    counts = summary.get("counts", summary)
+    rows = []
+    for key, label in COUNT_LABELS:
+        for name in (key, f"n_{key}", f"patients_{key}"):
+            if isinstance(counts.get(name), int | float):
+                rows.append((label, counts[name]))
+                break
+    if not rows:  # an unknown layout: every number it holds
+        rows = [(k, v) for k, v in counts.items() if isinstance(v, int | float)]
+    overview["counts"] = rows
+    patients = read_tsv(lay.cohort_table)
+    overview["n_rows"] = len(patients)
+    overview["excluded"] = [r for r in patients if (r.get("reason") or "").strip()]
+    return overview
+
+
+def qc_tables(lay: Layout, folds: Folds) -> dict[str, Any]:
+    """qc/slides.tsv (rejected sheet rows included by qc-slides), qc/omics.tsv, imputed cells."""
+    slides = read_tsv(lay.qc_slides)
+    if lay.qc_sheet.exists() and not any(r.get("status") == "rejected" for r in slides):
+        for row in read_tsv(lay.qc_sheet):  # qc-slides did not merge them: show them anyway
+            slides.append(
+                {
+                    "slide_id": row.get("slide_id", ""),
+                    "status": "rejected",
+                    "reason": f"{row.get('sheet', '')} line {row.get('line', '')}: "
+                    f"{row.get('reason', '')}",
+                }
+            )
+    omics = read_tsv(lay.qc_omics)
+    total = None
+    for row in omics:
+        for key, value in row.items():
+            if key and "imput" in key.lower() and str(value).strip().lstrip("-").isdigit():
+                total = (total or 0) + int(value)
+    return {
+        "slides": slides,
+        "omics": omics,
+        "imputed": {
+            "qc_total": total,
+            "folds": [f.attrs.get("n_imputed") for f in folds.folds],
+        },
+    }
+
+
+def heatmap_note(modalities: list[str], folds: Folds, images: dict[str, Path]) -> str | None:
+    if any(k.startswith("heatmap") for k in images):
+        return None
+    if "pathology" not in modalities:
+        return "the model does not use slides"
+    if not folds.attention:
+        return "the fold stores hold no patch attention (no patient with slide features?)"
+    return "the slides of the highest/lowest-risk patients could not be read (see the log)"
+
+
+def build_report(config: dict[str, Any], model: str, out_dir: Path) -> dict[str, Any]:
+    """Compute one model's summary, draw its figures, write index.html + summary.json + oof.tsv."""
+    from wsirisk.report import figures
+
+    lay = Layout.from_config(config)
+    n_folds = int(config.get("splits", {}).get("n_folds", 5))
+    folds = load_folds([lay.fold_store(model, k) for k in range(n_folds)])
+    evaluation = evaluate(folds)
+    modalities = model_modalities(model, folds)
+    oracle = None
+    if config.get("demo", {}).get("enabled") and lay.demo_truth.exists():
+        oracle = oracle_cindex(lay.demo_truth, lay.omics_store)
+    encoder_name = config.get("features", {}).get("encoder")
+    encoder = {"encoder": None, "weights": None, "weights_sha256": None, "random_init": False}
+    if "pathology" in modalities and encoder_name:
+        encoder = encoder_info(sorted((lay.cohort_dir / "features" / encoder_name).glob("*.zarr")))
+        encoder["encoder"] = encoder["encoder"] or encoder_name
+    report_cfg = config.get("report", {}) or {}
+    ref = load_reference(report_cfg.get("reference_table"))
+    paper = paper_row(
+        ref,
+        model,
+        report_cfg.get("reference_cohort") or lay.cohort,
+        encoder["encoder"],
+        "pathology" in modalities,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, panels = figures.draw_all(config, lay, model, folds, evaluation, out_dir)
+    summary = {
+        "format": SUMMARY_FORMAT,
+        "cohort": lay.cohort,
+        "model": model,
+        "modalities": modalities,
+        "risk_scale": risk_scale(evaluation["risk_kind"], evaluation["n_bins"]),
+        "encoder": encoder["encoder"],
+        "encoder_weights": encoder["weights"],
+        "encoder_weights_sha256": encoder["weights_sha256"],
+        "encoder_random_init": encoder["random_init"],
+        **evaluation,
+        "best_epoch_val_cindex_selected_on_val": [_best(f.attrs) for f in folds.folds],
+        "oracle_cindex": oracle,
+        "paper": paper,
+        "reference": ref.to_json(),
+        "cohort_table": cohort_overview(lay),
+        "warnings": modality_warnings(model, modalities, folds),
+        "tsne_title": figures.tsne_title(model),
+        "tsne_panels": [p.to_json() for p in panels],
+        "fold_missing": [
+            {k: len(v) for k, v in (f.attrs.get("missing") or {}).items()} for f in folds.folds
+        ],
+        "figures": {k: Path(v).name for k, v in images.items()},
+    }
+    summary["heatmap_note"] = heatmap_note(modalities, folds, images)
+    qc = qc_tables(lay, folds)
+    page = html.render(summary, config, images, qc, ref, package_versions())
+    write_oof(out_dir / "oof.tsv", folds)
+    write_json(out_dir / "summary.json", summary)
+    write_text(out_dir / "index.html", page)
+    return summary
+
+
+SUMMARY_FORMAT = "wsirisk-model-report/1"
+
+
+def _best(attrs: dict[str, Any]) -> float | None:
+    best = attrs.get("best_epoch_val_cindex")
+    return best.get("val_cindex") if isinstance(best, dict) else best
+
+
+def write_oof(path: Path, folds: Folds) -> None:
+    """Out-of-fold predictions, one row per patient (the numbers behind KM and the C-index)."""
+    risk = folds.pooled("risk")
+    high = survival.risk_groups(risk)
+    lines = ["patient_id\tfold\trisk\tmonths\tcensorship\trisk_group"]
+    for patient, fold, r, m, c, h in zip(
+        folds.patients,
+        folds.fold_of,
+        risk,
+        folds.pooled("months"),
+        folds.pooled("censorship"),
+        high,
+        strict=True,
+    ):
+        lines.append(f"{patient}\t{fold}\t{r:.6g}\t{m:.6g}\t{c}\t{'high' if h else 'low'}")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-json", required=True, help="the whole workflow config as JSON")
-    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument(
+        "--model", default=None, help="model whose folds to report (default: train.model)"
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help="default: results/<cohort>/report/<model>"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = json.loads(args.config_json)
-    summary = build_report(config, args.out_dir)
-    print(
-        json.dumps(
-            {
-                k: summary[k]
-                for k in ("cindex_mean", "cindex_std", "oracle_cindex", "logrank_p", "model")
-            }
-        )
-    )
+    model = args.model or config["train"]["model"]
+    out_dir = args.out_dir or Layout.from_config(config).model_report_dir(model)
+    summary = build_report(config, model, out_dir)
+    keys = ("model", "cindex_mean", "cindex_std", "cindex_pooled_oof", "cindex_pooled_ci95")
+    print(json.dumps({k: summary[k] for k in (*keys, "oracle_cindex", "logrank_p")}))
+    if summary["reference"]["status"] != "ok":
+        log.warning("%s", summary["reference"]["note"])
     return 0

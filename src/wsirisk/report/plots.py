@@ -19,11 +19,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write the PNG atomically; ``metadata`` goes into its text chunks."""
     from wsirisk.store import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata=metadata)
     _pyplot().close(fig)
     return path
 
@@ -124,15 +125,52 @@ def tile_strip(tiles: list[np.ndarray], title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def tsne_plot(points: dict[str, np.ndarray], high_risk: np.ndarray, path: Path) -> Path:
-    """One t-SNE panel per expert, coloured by risk group (paper's Fig. 6)."""
+# ME-Mamba's embeddings by expert (its paper's names)
+EXPERT_LABELS = {
+    "pathology": "pathology expert",
+    "genomics": "genomics expert",
+    "fusion": "synergistic (fusion) expert",
+}
+
+
+def tsne_grid(panels: list[Any], title: str, experts: bool, path: Path) -> Path:
+    """t-SNE panels, one row per embedding and one column per fold, coloured by the fold's risk
+    groups (paper's Fig. 6, drawn per fold: each fold is its own model)."""
+    import json
+
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 3.8), squeeze=False)
-    for ax, (name, xy) in zip(axes[0], points.items(), strict=True):
-        ax.scatter(xy[~high_risk, 0], xy[~high_risk, 1], s=12, c="tab:blue", label="low risk")
-        ax.scatter(xy[high_risk, 0], xy[high_risk, 1], s=12, c="tab:red", label="high risk")
-        ax.set_title(f"{name} expert")
+    names = sorted({p.embedding for p in panels})
+    folds = sorted({p.fold for p in panels})
+    fig, axes = plt.subplots(
+        len(names),
+        len(folds),
+        figsize=(3.2 * len(folds), 3.0 * len(names) + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0][0].legend(fontsize=8)
-    return _save(fig, path)
+    for panel in panels:
+        ax = axes[names.index(panel.embedding)][folds.index(panel.fold)]
+        label = EXPERT_LABELS.get(panel.embedding, panel.embedding) if experts else panel.embedding
+        ax.set_title(f"fold {panel.fold}: {label} (n={len(panel.patients)})", fontsize=8)
+        if panel.xy is None:
+            ax.text(
+                0.5,
+                0.5,
+                panel.note or "not drawn",
+                ha="center",
+                va="center",
+                fontsize=7,
+                wrap=True,
+                transform=ax.transAxes,
+            )
+            continue
+        xy, high = panel.xy, panel.high_risk
+        ax.scatter(xy[~high, 0], xy[~high, 1], s=12, c="tab:blue", label="low risk (fold)")
+        ax.scatter(xy[high, 0], xy[high, 1], s=12, c="tab:red", label="high risk (fold)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title + "\none projection per fold (each fold is a separate model)", fontsize=10)
+    grouping = [{"fold": p.fold, "embedding": p.embedding, "patients": p.patients} for p in panels]
+    return _save(fig, path, {"Description": json.dumps({"tsne_panels": grouping})})
