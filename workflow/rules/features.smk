@@ -1,4 +1,4 @@
-# Patch features: one job per slide (GPU when present); on SLURM several slides share a job (group).
+# Patch features: one job per slide (GPU when present).
 
 
 rule extract:
@@ -13,11 +13,9 @@ rule extract:
         L.log("extract", "{slide}"),
     conda:
         "../../envs/features.yaml"
-    group:
-        "features"
     threads: 1
     resources:
-        gpu=1,
+        gpu=config["compute"]["gpus_per_job"],
         mem_mb=8000,
     shell:
         "wsirisk extract --slide {input.slide:q} --tiles {input.tiles} --out {output} "

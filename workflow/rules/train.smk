@@ -17,7 +17,7 @@ rule train:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=config["compute"]["gpus_per_job"],
         mem_mb=16000,
     shell:
         "wsirisk train --omics {input.omics} --splits {input.splits} --fold {wildcards.fold} "
