@@ -1,4 +1,4 @@
-# Patch features: one job per slide (GPU when present).
+# Patch features: one job per slide (GPU when present); on SLURM several slides share a job (group).
 
 
 rule extract:
@@ -13,9 +13,11 @@ rule extract:
         L.log("extract", "{slide}"),
     conda:
         "../../envs/features.yaml"
+    group:
+        "features"
     threads: 1
     resources:
-        gpu=config["compute"]["gpus_per_job"],
+        gpu=1,
         mem_mb=8000,
     shell:
         "wsirisk extract --slide {input.slide:q} --tiles {input.tiles} --out {output} "

@@ -52,7 +52,7 @@ rule predict:
         "../../envs/report.yaml"
     threads: 2
     resources:
-        gpu=config["compute"]["gpus_per_job"],
+        gpu=1,
     shell:
         "wsirisk predict --run {params.run} --config-json {params.config:q} {params.sheet} "
         "{params.table} --work-dir {params.work} --out {output} > {log} 2>&1"

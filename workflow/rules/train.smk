@@ -17,7 +17,7 @@ rule train:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        gpu=config["compute"]["gpus_per_job"],
+        gpu=1,
         mem_mb=16000,
     shell:
         "wsirisk train --omics {input.omics} --splits {input.splits} --fold {wildcards.fold} "
