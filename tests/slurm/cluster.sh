@@ -42,8 +42,8 @@ install_packages() {
     [[ $(id -u) == 0 ]] || die "install needs root"
     command -v apt-get > /dev/null || die "install needs apt-get"
     export DEBIAN_FRONTEND=noninteractive
-    timeout 300 apt-get update -qq || die "apt-get update failed"
-    timeout 600 apt-get install -y -qq --no-install-recommends \
+    timeout 120 apt-get update -qq || die "apt-get update failed"
+    timeout 300 apt-get install -y -qq --no-install-recommends \
         slurmctld slurmd slurm-client munge > /dev/null || die "apt-get install failed"
     # Debian's packages may start their own daemons (systemd); this script uses its own.
 }
