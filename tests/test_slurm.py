@@ -98,7 +98,7 @@ def _snakemake(
     env: dict[str, str],
     *args: str,
     configfiles: tuple[str, ...] = ("tiny.yaml",),
-    timeout: float = 1200,
+    timeout: float = 900,
 ) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
@@ -287,8 +287,17 @@ def slurm_run(tmp_path_factory: pytest.TempPathFactory):
         env = _env(**cluster.env)
         env["PATH"] = os.pathsep.join([str(root / "bin"), str(cluster.bin), env["PATH"]])
         started = time.monotonic()
-        # first status check after 5 s instead of 40 s: the demo's jobs take seconds
-        done = _snakemake(workdir, env, "--slurm-init-seconds-before-status-checks", "5")
+        # first status check after 5 s instead of 40 s: the demo's jobs take seconds. A status
+        # check that never sees the jobs end (sacct without accounting) hangs snakemake, which
+        # then ignores SIGTERM: the timeout kills it and the fixture cancels the jobs.
+        try:
+            done = _snakemake(workdir, env, "--slurm-init-seconds-before-status-checks", "5")
+        except subprocess.TimeoutExpired as timeout:
+            err = timeout.stderr or b""
+            err = err.decode(errors="replace") if isinstance(err, bytes) else err
+            done = subprocess.CompletedProcess(
+                timeout.cmd, -9, "", f"{err}\nsnakemake still running after {timeout.timeout} s"
+            )
         run_s = time.monotonic() - started
         yield {
             "cluster": cluster,
