@@ -36,7 +36,26 @@ include: "workflow/rules/omics.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/download.smk"
+include: "workflow/rules/gdc_functions.smk"
 include: "workflow/rules/gdc.smk"
+
+
+# Small bookkeeping jobs run where Snakemake runs (no cluster queueing); so do the GDC queries
+# and downloads, which need the network that compute nodes often lack.
+localrules:
+    all,
+    sheet,
+    qc_slides,
+    cohort,
+    splits,
+    cohort_page,
+
+
+if GDC:
+
+    localrules:
+        gdc_query,
+        gdc_download,
 
 
 rule all:

@@ -124,3 +124,15 @@ def train_options(model):
 def options(section):
     """A config section as a JSON string for `wsirisk <stage> --options`."""
     return json.dumps(config[section], sort_keys=True)
+
+
+def _extract_args(wildcards):
+    rows = sheet_rows()
+    args = []
+    for slide in batch_slides(wildcards):
+        args += [
+            "--slide", shlex.quote(rows[slide]["path"]),
+            "--tiles", str(L.slide_store(slide)),
+            "--out", str(L.features_store(ENCODER, slide)),
+        ]  # fmt: skip
+    return " ".join(args)

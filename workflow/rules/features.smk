@@ -4,18 +4,6 @@
 # lists them. On SLURM a batch is one job asking for one GPU.
 
 
-def _extract_args(wildcards):
-    rows = sheet_rows()
-    args = []
-    for slide in batch_slides(wildcards):
-        args += [
-            "--slide", shlex.quote(rows[slide]["path"]),
-            "--tiles", str(L.slide_store(slide)),
-            "--out", str(L.features_store(ENCODER, slide)),
-        ]  # fmt: skip
-    return " ".join(args)
-
-
 rule extract:
     input:
         sheet=L.sheet,

@@ -60,7 +60,7 @@ rule predict:
     output:
         L.predictions,
     params:
-        run=str(L.run_dir(PREDICT_MODEL)),
+        run=lambda w, input: str(Path(input.checkpoints[0]).parent),
         sheet=lambda w, input: f"--sample-sheet {input.sheet}" if input.sheet else "",
         table=lambda w, input: f"--omics-table {input.table}" if input.table else "",
         work=lambda w, output: str(Path(output[0]).parent / "cache"),
