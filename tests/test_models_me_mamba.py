@@ -300,6 +300,26 @@ def test_scan_orders_reach_the_mixer_and_as_is_descending() -> None:
     assert sorted(orders[2].tolist()) == list(range(12))
 
 
+@pytest.mark.parametrize("scans", [("os",), ("os", "ts"), ("os", "as"), ("ts", "as")])
+def test_scans_switch_sends_exactly_those_orders(scans: tuple[str, ...]) -> None:
+    model = _model(scans=scans).eval()
+    layer = model.path_expert.layers[0]
+    calls, handle = _capture(layer.mixer)
+    coords = _grid(5, 3)
+    model(torch.randn(15, 24), _omics(), coords=coords)
+    handle.remove()
+    orders = calls[0][1]
+    expect = {"os": list(range(15)), "ts": [c + 5 * r for c in range(5) for r in range(3)]}
+    assert orders.shape == (len(scans), 15)
+    for row, scan in zip(orders.tolist(), scans, strict=True):
+        if scan == "as":
+            assert sorted(row) == list(range(15)) and calls[0][2] is not None  # scorer factor
+        else:
+            assert row == expect[scan]
+    if "as" not in scans:
+        assert calls[0][2] is None and layer.scorer is None  # no scorer, no straight-through
+
+
 def test_ts_order_switch_changes_the_layer_output_only_with_coords() -> None:
     model = _model(scans="ts").eval()
     # 5 x 3 grid: the stride order (rows of ceil(sqrt(15)) = 4) is not column-major here
@@ -340,6 +360,8 @@ def test_bad_switches_raise() -> None:
         _model(scans=("os", "zigzag"))
     with pytest.raises(ValueError, match="fusion_scan"):
         _model(fusion_scan="random")
+    with pytest.raises(ValueError, match="ts_order"):
+        _model(ts_order="diagonal")
 
 
 def test_missing_modality_skips_fusion() -> None:
