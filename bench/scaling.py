@@ -1,15 +1,16 @@
 """Benchmark: time and peak memory of one training step vs the number of patches.
 
 For each model and patch count, a fresh subprocess builds the model (seed 0, training mode),
-makes random 1024-d patch features plus six genomic groups, runs one warm-up step on 256
-patches, then times one training step (forward, NLL + aux loss, backward; best of
+makes random 1024-d patch features on a square grid of 128 um tiles (their ``coords``, so
+ME-Mamba's spatial orders and SurvMamba's 2048 um regions are exercised) plus six genomic
+groups, runs one warm-up step on 256 patches, then times one training step (forward, NLL + aux loss, backward; best of
 ``--repeats``, with the process CPU time alongside, since the machine may be shared). Peak
 memory comes from a second subprocess: its peak RSS (``VmHWM``, reset after the warm-up) minus
 its RSS just before the step, run with ``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc returns
 freed tensors to the OS and RSS tracks live tensor memory (not used for timing: every
 medium-sized allocation then costs page faults).
 
-Models: ME-Mamba and the attention baselines - "transmil" (TransMIL over every patch + SNN,
+Models: ME-Mamba, SurvMamba ("survmamba") and the attention baselines - "transmil" (TransMIL over every patch + SNN,
 the patch-level self-attention model of the kind in the paper's Fig. 3, used for the ratios)
 and "mcat" (genomic-query co-attention: its attention is 6 x N, so it is cheap in memory).
 
@@ -39,6 +40,14 @@ import torch
 from _memory import peak_rss, reset_peak_rss
 
 OMICS_SIZES = [84, 314, 498, 335, 1496, 428]  # TCGA-BLCA-like group sizes (MCAT signatures)
+TILE_UM = 128.0  # 256 px at 20x
+
+
+def grid_coords(n: int) -> torch.Tensor:
+    """(n, 2) um: tiles of a square-ish grid, row-major (the tiler's order)."""
+    width = max(1, int(n**0.5))
+    i = torch.arange(n)
+    return torch.stack([(i % width) * TILE_UM, (i // width) * TILE_UM], dim=1).float()
 
 
 def worker(name: str, n: int, threads: int, repeats: int, device: str) -> dict[str, float]:
@@ -59,7 +68,7 @@ def worker(name: str, n: int, threads: int, repeats: int, device: str) -> dict[s
 
     def step(x: torch.Tensor) -> None:
         model.zero_grad(set_to_none=False)
-        out = model(x, omics)
+        out = model(x, omics, coords=grid_coords(x.shape[0]).to(dev))
         (nll_loss(out.logits, y, c) + out.aux_loss).backward()
 
     step(torch.randn(256, 1024, generator=g).to(dev))  # warm-up: kernels, grads allocated

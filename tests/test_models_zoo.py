@@ -12,6 +12,7 @@ PATH_DIM = 32
 SMALL = {
     "me_mamba": {"dim": 16, "n_layers": 1, "n_fusion_layers": 1},
     "transmil": {"hidden": 16, "trans_dim": 32},
+    "survmamba": {"dim": 16, "region_patches": 4},  # no coords: runs of 4 patches as regions
 }
 
 
@@ -28,7 +29,15 @@ def _build(name: str, **kw: object) -> torch.nn.Module:
 
 
 def test_registry_names_and_unknown() -> None:
-    assert set(MODEL_NAMES) == {"snn", "abmil", "abmil_snn", "mcat", "transmil", "me_mamba"}
+    assert set(MODEL_NAMES) == {
+        "snn",
+        "abmil",
+        "abmil_snn",
+        "mcat",
+        "transmil",
+        "me_mamba",
+        "survmamba",
+    }
     with pytest.raises(ValueError, match="unknown model"):
         build_model("nope", omics_sizes=SIZES)
     with pytest.raises(ValueError, match="omics_sizes"):

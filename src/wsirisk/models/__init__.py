@@ -11,8 +11,10 @@ Usage::
 
 Models: "snn" (genomics), "abmil" (pathology), "abmil_snn" (late fusion), "mcat" (genomic-query
 co-attention + transformers), "transmil" (TransMIL over all patches + SNN: the patch-level
-self-attention baseline of the efficiency comparison) and "me_mamba" (ablation switches in
-:class:`wsirisk.models.me_mamba.MEMamba`).
+self-attention baseline of the efficiency comparison), "me_mamba" (ablation switches in
+:class:`wsirisk.models.me_mamba.MEMamba`) and "survmamba" (:mod:`wsirisk.models.survmamba`;
+it takes the genomic ``feature_names`` to build its gene hierarchy, see
+:data:`USES_FEATURE_NAMES`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,24 @@ from torch import nn
 from .common import GENOMICS, PATHOLOGY, ModelOutput
 from .losses import mmd2, nll_loss, output_risk, risk_from_logits, survival_from_logits
 
-MODEL_NAMES: tuple[str, ...] = ("snn", "abmil", "abmil_snn", "mcat", "transmil", "me_mamba")
+MODEL_NAMES: tuple[str, ...] = (
+    "snn",
+    "abmil",
+    "abmil_snn",
+    "mcat",
+    "transmil",
+    "me_mamba",
+    "survmamba",
+)
+# models whose constructor takes ``feature_names`` (six lists of genomic feature names, in
+# ``layout.CATEGORIES`` order): the trainer passes them (and the checkpoint keeps them)
+USES_FEATURE_NAMES: frozenset[str] = frozenset({"survmamba"})
 
 __all__ = [
     "GENOMICS",
     "MODEL_NAMES",
     "PATHOLOGY",
+    "USES_FEATURE_NAMES",
     "ModelOutput",
     "build_model",
     "mmd2",
@@ -78,6 +92,10 @@ def build_model(
         from .transmil import TransMILSNN
 
         return TransMILSNN(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
+    if name == "survmamba":
+        from .survmamba import SurvMamba
+
+        return SurvMamba(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
     from .me_mamba import MEMamba
 
     return MEMamba(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)

@@ -10,9 +10,19 @@ Resolutions of what the paper leaves open:
   Mamba branch per order (Linear -> causal Conv1d -> SiLU -> SSM, gated by SiLU(Linear)); the
   input and output Linears are shared across branches (MambaMIL's SRMamba), conv/SSM parameters
   are per branch. Branch outputs are restored to token order, summed, projected and added to the
-  input. TS follows MambaMIL: the sequence is laid out row-wise in rows of ``stride`` tokens and
-  read column-wise, with ``stride = min(transpose_stride, max(2, ceil(sqrt(n))))`` so six genomic
-  tokens become 0,3,1,4,2,5; padding positions are skipped instead of being scanned. AS sorts the
+  input. Orders (``ts_order``, default ``"spatial"``): with patch coordinates (``coords``, um)
+  OS is the patches' row-major order on the tile grid (slide by slide, rows top to bottom, each
+  row left to right: :func:`wsirisk.models.spatial.row_major_order`, the tiler's own order), and
+  the spatial TS reads the tissue top to bottom, column after column (sort by slide, x, then y:
+  :func:`~wsirisk.models.spatial.column_major_order`), as ME-Mamba's Fig. 1a draws it.
+  ``ts_order="stride"`` is MambaMIL's SR order, which the paper's text follows: the OS sequence
+  is laid out in rows of ``stride`` tokens and read column-wise, with
+  ``stride = min(transpose_stride, max(2, ceil(sqrt(n))))`` so six genomic tokens become
+  0,3,1,4,2,5; padding positions are skipped instead of being scanned. The default is spatial
+  because a stride of 10 puts tokens 10 apart in the bag next to each other, which on a real
+  slide (rows of varying length) are not vertical neighbours; the spatial TS gives every patch
+  its tissue neighbours above and below. Genomic tokens have no coordinates, and a bag given
+  without ``coords`` keeps its bag order as OS: both use the stride TS. AS sorts the
   tokens by descending gated-ABMIL scores of the layer input; since a sort has no gradient, the
   scorer is trained through a straight-through factor ``1 + a - stopgrad(a)`` (``a`` the softmax
   attention) on the normalised tokens, which leaves the forward pass unchanged.
@@ -41,7 +51,7 @@ Resolutions of what the paper leaves open:
 - Ablations (paper Tables 3-4, Fig. 7): ``scans`` (any of "os", "ts", "as"), ``synergistic``,
   ``local_fusion`` (OT; off -> the expert outputs are interleaved as they are), ``global_fusion``
   (MMD), ``fusion_scan`` ("interleave", "path_first", "genomics_first") and
-  ``fusion_bidirectional`` (BiMamba vs Mamba).
+  ``fusion_bidirectional`` (BiMamba vs Mamba); ``ts_order`` ("spatial", "stride").
 """
 
 from __future__ import annotations
@@ -66,9 +76,11 @@ from .common import (
 )
 from .losses import mmd2
 from .mamba import DEFAULT_STREAM_CHUNK, BiMambaLayer, MambaLayer, MultiOrderMamba
+from .spatial import column_major_order, row_major_order
 
 SCANS = ("os", "ts", "as")
 FUSION_SCANS = ("interleave", "path_first", "genomics_first")
+TS_ORDERS = ("spatial", "stride")
 
 
 def transposed_order(n: int, stride: int = 10, device: torch.device | None = None) -> Tensor:
@@ -87,6 +99,32 @@ def restore(y: Tensor, order: Tensor) -> Tensor:
     out = torch.empty_like(y)
     out[order] = y
     return out
+
+
+def base_orders(
+    n: int,
+    coords: Tensor | None = None,
+    ts_order: str = "spatial",
+    transpose_stride: int = 10,
+    device: torch.device | None = None,
+) -> dict[str, Tensor]:
+    """The OS and TS permutations (n,) of ``n`` tokens (see the module docstring).
+
+    With ``coords`` (n, 2) um: OS is row-major on the tile grid; TS is column-major
+    (``"spatial"``) or MambaMIL's stride order over the OS sequence (``"stride"``). Without
+    coords: OS is the identity and TS the stride order.
+    """
+    if ts_order not in TS_ORDERS:
+        raise ValueError(f"ts_order must be one of {TS_ORDERS}, got {ts_order!r}")
+    if coords is None:
+        os_ = torch.arange(n, device=device)
+        return {"os": os_, "ts": transposed_order(n, transpose_stride, device)}
+    if coords.shape != (n, 2):
+        raise ValueError(f"coords must be ({n}, 2) to match the tokens, got {tuple(coords.shape)}")
+    os_ = row_major_order(coords).to(device)
+    if ts_order == "spatial":
+        return {"os": os_, "ts": column_major_order(coords).to(device)}
+    return {"os": os_, "ts": os_[transposed_order(n, transpose_stride, device)]}
 
 
 class AttentionMambaLayer(nn.Module):
@@ -110,42 +148,59 @@ class AttentionMambaLayer(nn.Module):
             GatedAttention(dim, dim, dropout, checkpoint=True) if "as" in self.scans else None
         )
 
-    def orders(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Scan orders (K, n) and, with AS, the softmax attention (n,) of the input tokens."""
+    def orders(
+        self, x: Tensor, base: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Scan orders (K, n) and, with AS, the softmax attention (n,) of the input tokens.
+
+        ``base`` holds the OS and TS permutations (:func:`base_orders`); None means the bag
+        order and the stride TS.
+        """
         n = x.shape[0]
+        if base is None:
+            base = base_orders(n, None, "stride", self.transpose_stride, x.device)
         rows, attn = [], None
         for s in self.scans:
-            if s == "os":
-                rows.append(torch.arange(n, device=x.device))
-            elif s == "ts":
-                rows.append(transposed_order(n, self.transpose_stride, x.device))
+            if s in base:
+                rows.append(base[s])
             else:
                 assert self.scorer is not None
                 attn = torch.softmax(self.scorer(x), dim=0)
                 rows.append(torch.argsort(attn.detach(), descending=True, stable=True))
         return torch.stack(rows), attn
 
-    def forward(self, x: Tensor) -> Tensor:
-        orders, attn = self.orders(x)
+    def forward(self, x: Tensor, base: dict[str, Tensor] | None = None) -> Tensor:
+        orders, attn = self.orders(x, base)
         # straight-through factor on the normalised tokens: value 1, gradient to the AS scorer
         scale = None if attn is None else 1.0 + attn - attn.detach()
         return x + self.mixer(x, orders, scale)
 
 
 class UnimodalExpert(nn.Module):
-    """Pathology or Genomics Expert: stacked Attention-based Mamba Layers + LayerNorm."""
+    """Pathology or Genomics Expert: stacked Attention-based Mamba Layers + LayerNorm.
 
-    def __init__(self, dim: int, n_layers: int, **layer_kwargs: object) -> None:
+    ``forward(x, coords=None)``: the OS/TS orders are computed once from ``coords`` (or the
+    bag order) with ``ts_order`` and shared by every layer.
+    """
+
+    def __init__(
+        self, dim: int, n_layers: int, ts_order: str = "spatial", **layer_kwargs: object
+    ) -> None:
         super().__init__()
+        if ts_order not in TS_ORDERS:
+            raise ValueError(f"ts_order must be one of {TS_ORDERS}, got {ts_order!r}")
+        self.ts_order = ts_order
         self.layers = nn.ModuleList(
             AttentionMambaLayer(dim, **layer_kwargs)  # type: ignore[arg-type]
             for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, coords: Tensor | None = None) -> Tensor:
+        stride = self.layers[0].transpose_stride
+        base = base_orders(x.shape[0], coords, self.ts_order, stride, x.device)
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, base)
         return self.norm(x)
 
 
@@ -242,6 +297,7 @@ class MEMamba(MultimodalModel):
         mmd_weight: float = 0.1,
         mmd_samples: int = 512,
         transpose_stride: int = 10,
+        ts_order: str = "spatial",
         stream_chunk: int = DEFAULT_STREAM_CHUNK,
     ) -> None:
         super().__init__("me_mamba", path_dim, omics_sizes, dim)
@@ -256,8 +312,8 @@ class MEMamba(MultimodalModel):
         }
         self.path_fc = patch_fc(path_dim, dim, dropout)
         self.omic_nets = nn.ModuleList(snn_encoder(n, dim, dropout) for n in self.omics_sizes)
-        self.path_expert = UnimodalExpert(dim, n_layers, **layer_kw)
-        self.omic_expert = UnimodalExpert(dim, n_layers, **layer_kw)
+        self.path_expert = UnimodalExpert(dim, n_layers, ts_order, **layer_kw)
+        self.omic_expert = UnimodalExpert(dim, n_layers, ts_order, **layer_kw)
         self.synergistic = (
             SynergisticExpert(
                 dim,
@@ -285,7 +341,7 @@ class MEMamba(MultimodalModel):
         check_inputs("me_mamba", set(), x_path, x_omics, self.path_dim, len(self.omics_sizes))
         parts: dict[str, Tensor] = {}
         if x_path is not None:
-            parts[PATHOLOGY] = self.path_expert(self.path_fc(x_path))
+            parts[PATHOLOGY] = self.path_expert(self.path_fc(x_path), coords)
         if x_omics is not None:
             tokens = [net(g.reshape(-1)) for net, g in zip(self.omic_nets, x_omics, strict=True)]
             parts[GENOMICS] = self.omic_expert(torch.stack(tokens))

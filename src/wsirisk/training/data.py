@@ -239,6 +239,8 @@ class FoldData:
     n_imputed: int
     omics_sizes: list[int]
     missing: dict[str, list[str]]
+    # per group (SLUGS order) the feature names; [] when the omics source has none
+    feature_names: list[list[str]] = field(default_factory=list)
 
 
 def prepare_fold(
@@ -298,7 +300,15 @@ def prepare_fold(
         n_imputed=n_imputed,
         omics_sizes=[int(groups[s].shape[1]) for s in SLUGS],
         missing=missing,
+        feature_names=_feature_names(omics, groups),
     )
+
+
+def _feature_names(omics: OmicsLike, groups: dict[str, np.ndarray]) -> list[list[str]]:
+    """Feature names per group in SLUGS order, or [] when any group's names are missing."""
+    names = [list(getattr(omics, "feature_names", {}).get(s, [])) for s in SLUGS]
+    ok = all(len(n) == groups[s].shape[1] for n, s in zip(names, SLUGS, strict=True))
+    return names if ok else []
 
 
 def inner_split(

@@ -82,7 +82,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-    parser.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
+    parser.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "radam"], default="adam")
     parser.add_argument("--balanced", action="store_true", help="MCAT class-balanced sampling")
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     parser.add_argument("--momentum", type=float, default=0.9)

@@ -18,7 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from wsirisk.models import build_model, nll_loss, output_risk, survival_from_logits
+from wsirisk.models import (
+    USES_FEATURE_NAMES,
+    build_model,
+    nll_loss,
+    output_risk,
+    survival_from_logits,
+)
 from wsirisk.training.data import FeatureBank, FoldData, Sample
 from wsirisk.training.metrics import cindex
 
@@ -93,7 +99,7 @@ class TrainOptions:
             "grad_accum": opts.grad_accum >= 1,
             "n_bins": opts.n_bins >= 1,
             "dropout": 0 <= opts.dropout < 1,
-            "optimizer": opts.optimizer in {"adam", "adamw", "sgd"},
+            "optimizer": opts.optimizer in {"adam", "adamw", "sgd", "radam"},
             "device": opts.device in {"auto", "cpu", "cuda"} or opts.device.startswith("cuda:"),
             "max_patches": opts.max_patches is None or opts.max_patches >= 1,
             "clip": opts.clip is None or opts.clip > 0,
@@ -191,6 +197,8 @@ def _optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
         )
     if opts.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    if opts.optimizer == "radam":  # SurvMamba's optimizer (its section 4)
+        return torch.optim.RAdam(params, lr=opts.lr, weight_decay=opts.weight_decay)
     return torch.optim.Adam(params, lr=opts.lr, weight_decay=opts.weight_decay)
 
 
@@ -229,7 +237,11 @@ def train_fold(
         dropout=opts.dropout,
         **opts.model_kwargs,
     )
+    if opts.model in USES_FEATURE_NAMES and data.feature_names:
+        kwargs.setdefault("feature_names", data.feature_names)
     model = build_model(opts.model, **kwargs).to(device)
+    if hasattr(model, "portable_kwargs"):  # e.g. a gene hierarchy file -> its rows
+        kwargs = model.portable_kwargs(kwargs)
     modalities = set(model.modalities)
     train = [s for s in data.train if usable(s, modalities)]
     val = [s for s in data.val if usable(s, modalities)]
