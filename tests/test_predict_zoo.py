@@ -41,6 +41,7 @@ FEATURES = {
 SMALL = {
     "me_mamba": {"dim": 16, "n_layers": 1, "n_fusion_layers": 1},
     "transmil": {"hidden": 16, "trans_dim": 32},
+    "survmamba": {"dim": 16},
 }
 PATIENT = "DEMO-001"
 
