@@ -34,6 +34,7 @@ class FoldModel:
     scaler_mean: dict[str, np.ndarray]
     scaler_std: dict[str, np.ndarray]
     scaler_clip: float | None
+    baseline_cumhaz: list[float] | None = None  # Cox-trained folds: H0 at bins_months[1:]
 
 
 def load_run(run_dir: Path) -> tuple[list[FoldModel], float]:
@@ -60,6 +61,7 @@ def load_run(run_dir: Path) -> tuple[list[FoldModel], float]:
                 scaler_mean={k: v.numpy() for k, v in ckpt["scaler_mean"].items()},
                 scaler_std={k: v.numpy() for k, v in ckpt["scaler_std"].items()},
                 scaler_clip=ckpt.get("scaler_clip"),
+                baseline_cumhaz=ckpt.get("baseline_cumhaz_at_edges"),
             )
         )
     oof = []
@@ -124,7 +126,7 @@ def predict_patient(
     """Fold-ensemble risk (mean), risk group and mean survival curve of one patient."""
     import torch
 
-    from wsirisk.models import risk_from_logits, survival_from_logits
+    from wsirisk.models import cox_survival, output_risk, survival_from_logits
 
     if bag is None and omics_row is None:
         raise ValueError("a patient needs slides with tissue or an omics row")
@@ -142,8 +144,12 @@ def predict_patient(
             if x_path is None and x_omics is None:
                 raise ValueError(f"model needs {sorted(fold.model.modalities)}; none given")
             out = fold.model(x_path, x_omics)
-            risks.append(float(risk_from_logits(out.logits).item()))
-            curves.append(survival_from_logits(out.logits)[0].numpy())
+            risk = output_risk(out)
+            risks.append(float(risk.item()))
+            if fold.baseline_cumhaz is not None:
+                curves.append(cox_survival(risk.double(), fold.baseline_cumhaz)[0].numpy())
+            else:
+                curves.append(survival_from_logits(out.logits)[0].numpy())
     risk = float(np.mean(risks))
     return {
         "risk": risk,

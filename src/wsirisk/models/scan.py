@@ -267,8 +267,10 @@ def _run_slabs(fn, dg: int, device: torch.device) -> list:
     prev = torch.get_num_threads()
     torch.set_num_threads(1)  # new pool threads start single-threaded; MKL too
 
+    inference = torch.is_inference_mode_enabled()  # pool threads do not inherit it
+
     def run(sl: slice):
-        with torch.no_grad():
+        with torch.inference_mode(inference), torch.no_grad():
             return fn(sl)
 
     try:

@@ -2,7 +2,13 @@
 
     wsirisk train --omics omics.zarr --splits splits.zarr --fold 0 \\
         --features features/resnet50_trunc/*.zarr --options '{"model": "snn", "epochs": 20}' \\
-        --out train/snn/fold0.zarr --checkpoint train/snn/fold0.pt
+        --out train/snn/fold0.zarr --checkpoint train/snn/fold0.pt [--extra extra.zarr]
+
+``--extra`` (a ``wsirisk extra`` store) feeds further per-patient modalities to the models that
+read them (M4Survive); their training-fold scaler goes into the checkpoint. A Cox-trained fold
+(``loss`` cox, or auto for M4Survive) stores Breslow's baseline in the checkpoint as
+``baseline_cumhaz_at_edges`` (H0 at ``bins_months[1:]``; curves by
+:func:`wsirisk.models.cox_survival`).
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ def fold_attrs(
         "fold": fold,
         "model": opts.model,
         "options": opts.to_dict(),
+        "loss": result.loss,
         "train_patients": [s.patient for s in data.train if s.patient in used],
         "val_patients": [s.patient for s in val],
         "bins": list(data.bins.edges_months),
@@ -126,7 +133,23 @@ def checkpoint_dict(
         "scaler_std": {s: torch.from_numpy(data.scaler.std[s].copy()) for s in SLUGS},
         "feature_names": {s: list(omics.feature_names.get(s, [])) for s in SLUGS},
         "options": opts.to_dict(),
+        "loss": result.loss,
+        **extra_checkpoint(data, result),
     }
+
+
+def extra_checkpoint(data: FoldData, result: FoldResult) -> dict[str, Any]:
+    """Checkpoint keys of the Cox baseline and of the extra modalities' scaler (when used)."""
+    out: dict[str, Any] = {}
+    if result.baseline_cumhaz is not None:
+        out["baseline_cumhaz_at_edges"] = list(result.baseline_cumhaz)
+    scaler = data.extra_scaler
+    if scaler is not None and result.model_kwargs.get("extra_dims"):
+        names = list(result.model_kwargs["extra_dims"])
+        out["extra_mean"] = {n: torch.from_numpy(scaler.mean[n].copy()) for n in names}
+        out["extra_std"] = {n: torch.from_numpy(scaler.std[n].copy()) for n in names}
+        out["extra_columns"] = {n: list(data.extra_columns[n]) for n in names}
+    return out
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +160,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--options", default="{}", help="JSON object (config 'train' section)")
     parser.add_argument("--out", type=Path, required=True, help="fold store (zarr) to write")
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt)")
+    parser.add_argument("--extra", type=Path, help="extra.zarr (wsirisk extra): more modalities")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,8 +178,13 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"{args.omics}: {msg}")
         warnings.warn(notes[-1], stacklevel=1)
     bank = FeatureBank(args.features) if args.features else None
+    extra = None
+    if getattr(args, "extra", None) is not None:
+        from wsirisk.omics.extra import load_extra
+
+        extra = load_extra(args.extra)
     data = prepare_fold(
-        omics, folds[args.fold], opts.n_bins, opts.standardize, bank, clip=opts.clip
+        omics, folds[args.fold], opts.n_bins, opts.standardize, bank, clip=opts.clip, extra=extra
     )
     if data.missing["no_omics_store"]:
         notes.append(
