@@ -21,7 +21,7 @@ from wsirisk import layout
 from wsirisk.cli import main
 from wsirisk.demo import make_demo
 from wsirisk.features.extract import ExtractOptions, load_extractor
-from wsirisk.models import MODEL_NAMES, build_model, output_risk
+from wsirisk.models import COX_MODELS, MODEL_NAMES, build_model, output_risk
 from wsirisk.omics.load import load_omics
 from wsirisk.slides.tile import tile_slide
 from wsirisk.store import open_group
@@ -42,6 +42,8 @@ SMALL = {
     "me_mamba": {"dim": 16, "n_layers": 1, "n_fusion_layers": 1},
     "transmil": {"hidden": 16, "trans_dim": 32},
     "survmamba": {"dim": 16},
+    "adamhf": {"dim": 16},
+    "m4survive": {"dim": 16},
 }
 PATIENT = "DEMO-001"
 
@@ -76,9 +78,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert main(["splits", "--omics", str(omics), "--out", str(splits), "--n-folds", "2"]) == 0
     preprocess = json.dumps({"slides": SLIDES, "features": FEATURES})
     for name in MODEL_NAMES:
-        options = json.dumps(
-            {"model": name, "epochs": 1, "seed": 0, "device": "cpu", "model_kwargs": _kwargs(name)}
-        )
+        options = {"model": name, "epochs": 1, "seed": 0, "device": "cpu"}
+        options["model_kwargs"] = _kwargs(name)
+        if name in COX_MODELS:
+            options["batch_size"] = 3  # a Cox risk set needs several patients
+        options = json.dumps(options)
         for fold in range(2):
             run = root / "train" / name
             argv = ["train", "--omics", str(omics), "--splits", str(splits), "--fold", str(fold)]

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-clam": ("wsirisk.slides.clam", "export tile coordinates to CLAM's h5 layout"),
     "extract": ("wsirisk.features.extract", "patch features of one or more slides"),
     "omics": ("wsirisk.omics.build", "group an omics table into the six categories (zarr)"),
+    "extra": ("wsirisk.omics.extra", "per-patient vector tables -> extra.zarr (more modalities)"),
     "omics-summary": ("wsirisk.omics.summary", "patients / events / category sizes as JSON"),
     "download": ("wsirisk.gdc.download", "download GDC files from a manifest or a query"),
     "gdc-query": ("wsirisk.gdc.query", "one data kind of a GDC project -> manifest + file map"),

@@ -16,6 +16,8 @@ Directory tree for one cohort (``results_dir/<cohort>/``)::
     features/<encoder>/batches/batch<k>.tsv   slides one extraction job wrote (stage: extract)
     omics.zarr                    six categories per patient + survival (stage: omics)
     qc/omics.tsv                  omics problems (dropped / omics-absent patients, imputed NaNs, ...)
+    extra.zarr                    further per-patient modality vectors (stage: extra; optional)
+    qc/extra.tsv                  extra-table rows skipped (no value)
     splits.zarr                   patient-level folds (stage: splits)
     train/<model>/fold<k>.zarr    out-of-fold risks, history, bins (stage: train)
     train/<model>/fold<k>.pt      checkpoint (loads with weights_only=True)
@@ -203,6 +205,15 @@ class Layout:
     @property
     def omics_store(self) -> Path:
         return self.cohort_dir / "omics.zarr"
+
+    @property
+    def extra_store(self) -> Path:
+        """Per-patient vectors of ``inputs.extra_tables`` (stage: extra)."""
+        return self.cohort_dir / "extra.zarr"
+
+    @property
+    def qc_extra(self) -> Path:
+        return self.cohort_dir / "qc" / "extra.tsv"
 
     @property
     def splits_store(self) -> Path:

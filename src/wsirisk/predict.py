@@ -77,6 +77,7 @@ class FoldModel:
     scaler_clip: float | None
     trained_modalities: set[str] = field(default_factory=set)
     path_dim: int | None = None
+    baseline_cumhaz: list[float] | None = None  # Cox-trained folds: H0 at bins_months[1:]
 
 
 @dataclass
@@ -132,6 +133,7 @@ def load_run(run_dir: Path) -> Run:
                 scaler_clip=ckpt.get("scaler_clip"),
                 trained_modalities=set(ckpt.get("trained_modalities", model.modalities)),
                 path_dim=ckpt["model_kwargs"].get("path_dim"),
+                baseline_cumhaz=ckpt.get("baseline_cumhaz_at_edges"),
             )
         )
     if len(names) > 1:
@@ -272,7 +274,7 @@ def predict_patient(
     modality the patient lacks, unless ``allow_missing``."""
     import torch
 
-    from wsirisk.models import output_risk, survival_from_logits
+    from wsirisk.models import cox_survival, output_risk, survival_from_logits
 
     if isinstance(bag, np.ndarray):  # features only (positions unknown)
         bag = Bag(bag, np.zeros((bag.shape[0], 2), np.float32), 1)
@@ -303,8 +305,12 @@ def predict_patient(
                 assert omics_row is not None
                 x_omics = [torch.from_numpy(v) for v in omics_vectors(omics_row, fold)]
             out = fold.model(x_path, x_omics, coords=coords)
-            risks.append(float(output_risk(out).reshape(-1)[0].item()))
-            curves.append(survival_from_logits(out.logits)[0].float().numpy())
+            risk = output_risk(out).reshape(-1)[:1]
+            risks.append(float(risk.item()))
+            if fold.baseline_cumhaz is not None:
+                curves.append(cox_survival(risk.double(), fold.baseline_cumhaz)[0].float().numpy())
+            else:
+                curves.append(survival_from_logits(out.logits)[0].float().numpy())
             used |= inputs
     risk = float(np.mean(risks))
     return {

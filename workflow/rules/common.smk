@@ -38,6 +38,7 @@ SLIDES_PER_JOB = int(config["features"].get("slides_per_job", 16))
 MODELS = list(config["train"].get("models") or [config["train"]["model"]])
 for _model in MODELS:
     check_id(_model, "train.models entry")
+EXTRA_TABLES = dict(config["inputs"].get("extra_tables") or {})  # name -> CSV (M4Survive)
 GENOMICS_ONLY = {"snn"}  # models that never read slides (no features input)
 
 wildcard_constraints:

@@ -38,3 +38,20 @@ rule splits:
     shell:
         "wsirisk splits --omics {input} --out {output} --n-folds {params.n_folds} "
         "--seed {params.seed} {params.splits_dir} > {log} 2>&1"
+
+
+rule extra:
+    input:
+        tables=list(EXTRA_TABLES.values()),
+    output:
+        store=directory(L.extra_store),
+        qc=L.qc_extra,
+    params:
+        tables=" ".join(f"--table {shlex.quote(f'{k}={v}')}" for k, v in EXTRA_TABLES.items()),
+    log:
+        L.log("extra"),
+    conda:
+        "../../envs/omics.yaml"
+    threads: 1
+    shell:
+        "wsirisk extra {params.tables} --out {output.store} --qc {output.qc} > {log} 2>&1"

@@ -9,6 +9,7 @@ rule train:
         splits=L.splits_store,
         cohort=L.cohort_summary,
         features=lambda w: feature_batches() if uses_slides(w.model) else [],
+        extra=[L.extra_store] if EXTRA_TABLES else [],
     output:
         store=directory(L.fold_store("{model}", "{fold}")),
         checkpoint=L.fold_checkpoint("{model}", "{fold}"),
@@ -20,6 +21,7 @@ rule train:
         features=lambda w, input: (
             f"--features-manifest {' '.join(input.features)}" if input.features else ""
         ),
+        extra=lambda w, input: f"--extra {input.extra}" if input.extra else "",
     log:
         L.log("train-{model}", "fold{fold}"),
     conda:
@@ -30,5 +32,5 @@ rule train:
         mem_mb=16000,
     shell:
         "wsirisk train --omics {input.omics} --splits {input.splits} --fold {wildcards.fold} "
-        "{params.features} --options {params.options:q} --preprocess {params.preprocess:q} "
+        "{params.features} {params.extra} --options {params.options:q} --preprocess {params.preprocess:q} "
         "--out {output.store} --checkpoint {output.checkpoint} > {log} 2>&1"

@@ -12,9 +12,11 @@ Usage::
 Models: "snn" (genomics), "abmil" (pathology), "abmil_snn" (late fusion), "mcat" (genomic-query
 co-attention + transformers), "transmil" (TransMIL over all patches + SNN: the patch-level
 self-attention baseline of the efficiency comparison), "me_mamba" (ablation switches in
-:class:`wsirisk.models.me_mamba.MEMamba`) and "survmamba" (:mod:`wsirisk.models.survmamba`;
+:class:`wsirisk.models.me_mamba.MEMamba`), "survmamba" (:mod:`wsirisk.models.survmamba`;
 it takes the genomic ``feature_names`` to build its gene hierarchy, see
-:data:`USES_FEATURE_NAMES`).
+:data:`USES_FEATURE_NAMES`), "adamhf" (:class:`wsirisk.models.adamhf.AdaMHF`) and
+"m4survive" (:class:`wsirisk.models.m4survive.M4Survive`: a Cox model, ``out.risk`` is its
+log-risk; it also reads the ``extra`` per-patient modalities).
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from typing import Any
 from torch import nn
 
 from .common import GENOMICS, PATHOLOGY, ModelOutput
-from .losses import mmd2, nll_loss, output_risk, risk_from_logits, survival_from_logits
+from .losses import (
+    breslow_cumhaz,
+    cox_ph_loss,
+    cox_survival,
+    mmd2,
+    nll_loss,
+    output_risk,
+    risk_from_logits,
+    survival_from_logits,
+)
 
 MODEL_NAMES: tuple[str, ...] = (
     "snn",
@@ -34,10 +45,14 @@ MODEL_NAMES: tuple[str, ...] = (
     "transmil",
     "me_mamba",
     "survmamba",
+    "adamhf",
+    "m4survive",
 )
 # models whose constructor takes ``feature_names`` (six lists of genomic feature names, in
 # ``layout.CATEGORIES`` order): the trainer passes them (and the checkpoint keeps them)
 USES_FEATURE_NAMES: frozenset[str] = frozenset({"survmamba"})
+COX_MODELS = frozenset({"m4survive"})  # models whose class declares default_loss = "cox"
+EXTRA_MODELS = frozenset({"m4survive"})  # models built with extra_dims (the open modality list)
 
 __all__ = [
     "GENOMICS",
@@ -45,7 +60,11 @@ __all__ = [
     "PATHOLOGY",
     "USES_FEATURE_NAMES",
     "ModelOutput",
+    "breslow_cumhaz",
     "build_model",
+    "cox_ph_loss",
+    "cox_survival",
+    "declared_loss",
     "mmd2",
     "nll_loss",
     "output_risk",
@@ -88,6 +107,14 @@ def build_model(
         from .mcat import MCAT
 
         return MCAT(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
+    if name == "adamhf":
+        from .adamhf import AdaMHF
+
+        return AdaMHF(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
+    if name == "m4survive":
+        from .m4survive import M4Survive
+
+        return M4Survive(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
     if name == "transmil":
         from .transmil import TransMILSNN
 
@@ -99,3 +126,8 @@ def build_model(
     from .me_mamba import MEMamba
 
     return MEMamba(path_dim, sizes, n_bins=n_bins, dropout=dropout, **kwargs)
+
+
+def declared_loss(name: str) -> str:
+    """The survival loss a model is trained with under ``loss: auto``: "cox" or "nll"."""
+    return "cox" if name in COX_MODELS else "nll"

@@ -115,3 +115,77 @@ def _subsample(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
         return x
     idx = torch.randperm(x.shape[0], generator=generator, device="cpu")[:k].to(x.device)
     return x.index_select(0, idx)
+
+
+# ---- Cox proportional hazards (batch-level risk sets) ------------------------------------
+def cox_ph_loss(risk: Tensor, months: Tensor, event: Tensor) -> Tensor:
+    """Negative Cox partial log-likelihood of a batch, Breslow ties, mean over its events.
+
+    ``risk`` (B,) log-risks ``eta``, ``months`` (B,) follow-up, ``event`` (B,) 1 = death,
+    0 = censored. With ``R(i) = {j : t_j >= t_i}`` (a patient's own tied times included):
+    ``loss = -(1 / n_events) * sum_{i : event_i = 1} (eta_i - log sum_{j in R(i)} exp(eta_j))``.
+    A batch without events has no partial likelihood: a zero with no gradient is returned.
+    """
+    risk = risk.reshape(-1)
+    months = torch.as_tensor(months, device=risk.device).reshape(-1).to(risk.dtype)
+    event = torch.as_tensor(event, device=risk.device).reshape(-1).to(torch.bool)
+    if not (risk.shape == months.shape == event.shape):
+        raise ValueError(
+            f"risk, months and event must have one value per patient, got "
+            f"{tuple(risk.shape)}, {tuple(months.shape)}, {tuple(event.shape)}"
+        )
+    if not bool(event.any()):
+        return risk.new_zeros(())
+    at_risk = months[None, :] >= months[:, None]  # (i, j): j is in the risk set of i
+    log_denominator = torch.logsumexp(risk[None, :].masked_fill(~at_risk, -math.inf), dim=1)
+    return -(risk - log_denominator)[event].mean()
+
+
+def breslow_cumhaz(
+    risk: Tensor, months: Tensor, event: Tensor, times: Tensor | list[float]
+) -> Tensor:
+    """Breslow's cumulative baseline hazard ``H0(t)`` at ``times`` (float64).
+
+    ``H0(t) = sum_{distinct death times s <= t} d_s / sum_{j : t_j >= s} exp(eta_j)`` with
+    ``d_s`` the deaths at ``s``; then ``S(t | x) = exp(-H0(t) exp(eta(x)))``
+    (:func:`cox_survival`). Fit it on the training patients' final log-risks.
+    """
+    eta = torch.as_tensor(risk, dtype=torch.float64).reshape(-1)
+    t = torch.as_tensor(months, dtype=torch.float64).reshape(-1)
+    d = torch.as_tensor(event).reshape(-1).to(torch.bool)
+    at = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
+    shift = eta.max() if eta.numel() else eta.new_zeros(())
+    w = torch.exp(eta - shift)
+    death_times = torch.unique(t[d])  # sorted
+    if death_times.numel() == 0:
+        return at.new_zeros(at.shape)
+    deaths = (t[d][None, :] == death_times[:, None]).sum(dim=1).to(torch.float64)
+    at_risk = (w[None, :] * (t[None, :] >= death_times[:, None])).sum(dim=1)
+    steps = torch.cumsum(deaths / at_risk, dim=0) * torch.exp(-shift)
+    idx = torch.searchsorted(death_times, at, right=True)  # deaths at or before each time
+    return torch.where(idx > 0, steps[(idx - 1).clamp(min=0)], at.new_zeros(()))
+
+
+def cox_survival(eta: Tensor, cumhaz: Tensor | list[float]) -> Tensor:
+    """Survival curves ``S (P, K) = exp(-H0_k exp(eta_p))`` of a Cox model.
+
+    ``eta`` (P,) log-risks, ``cumhaz`` (K,) the baseline cumulative hazard at K times (e.g. a
+    checkpoint's ``baseline_cumhaz_at_edges``: H0 at the fold's bin edges 1..K).
+    """
+    eta = torch.as_tensor(eta).reshape(-1)
+    h0 = torch.as_tensor(cumhaz, dtype=eta.dtype, device=eta.device).reshape(1, -1)
+    return torch.exp(-h0 * torch.exp(eta)[:, None])
+
+
+def cox_logits(eta: Tensor, cumhaz: Tensor, min_increment: float = 1e-12) -> Tensor:
+    """Per-bin hazard logits (P, K) whose :func:`survival_from_logits` is :func:`cox_survival`.
+
+    Bin k's conditional hazard is ``h_k = 1 - exp(-a_k)`` with ``a_k = (H0_k - H0_{k-1})
+    exp(eta)`` (grouped proportional hazards); ``logit(h_k) = log(-expm1(-a_k)) + a_k``.
+    Increments are clamped at ``min_increment`` so a flat step gives a finite logit (~ -27).
+    """
+    eta = eta.reshape(-1)
+    h0 = cumhaz.to(eta.dtype).reshape(-1)
+    increments = torch.diff(h0, prepend=h0.new_zeros(1)).clamp(min=min_increment)
+    a = increments[None, :] * torch.exp(eta)[:, None]
+    return torch.log(-torch.expm1(-a)) + a

@@ -270,6 +270,8 @@ def _run_slabs(fn, dg: int, device: torch.device) -> list:
     # else tensors made under the caller's torch.inference_mode() cannot be written in place
     inference = torch.is_inference_mode_enabled()
 
+    inference = torch.is_inference_mode_enabled()  # pool threads do not inherit it
+
     def run(sl: slice):
         with torch.inference_mode(inference), torch.no_grad():
             return fn(sl)

@@ -3,6 +3,8 @@
 A patient's pathology bag is every tile of every slide whose features store names it
 (``patient_id`` attribute); its omics are the six category vectors of the omics store. A patient
 without features (or whose omics row is entirely missing) gets ``None`` for that modality.
+Extra modalities (``wsirisk extra`` tables) are per-patient vectors scaled like the omics, with
+the training fold's mean/std; a patient absent from a table lacks that modality.
 """
 
 from __future__ import annotations
@@ -98,20 +100,16 @@ class OmicsScaler:
         std: dict[str, np.ndarray] = {}
         for slug in SLUGS:
             x = np.asarray(groups[slug], dtype=np.float64)[train_rows]
-            with np.errstate(all="ignore"):
-                observed = np.isfinite(x).sum(axis=0)
-                m = np.where(observed > 0, np.nanmean(np.where(observed > 0, x, 0.0), axis=0), 0.0)
-                s = np.nanstd(x, axis=0) if standardize else np.ones(x.shape[1])
-            s = np.where(np.isfinite(s) & (s > 1e-8), s, 1.0)
-            mean[slug] = m.astype(np.float32)
-            std[slug] = s.astype(np.float32)
+            mean[slug], std[slug] = column_stats(x, standardize)
         return cls(mean, std, standardize, clip)
 
-    def transform(self, groups: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    def transform(
+        self, groups: dict[str, np.ndarray], keys: Sequence[str] = SLUGS
+    ) -> tuple[dict[str, np.ndarray], int]:  # fmt: skip
         """Scaled groups without NaN, and the number of NaN cells imputed."""
         out: dict[str, np.ndarray] = {}
         n_imputed = 0
-        for slug in SLUGS:
+        for slug in keys:
             x = np.asarray(groups[slug], dtype=np.float32)
             missing = ~np.isfinite(x)
             n_imputed += int(missing.sum())
@@ -130,6 +128,38 @@ class OmicsScaler:
             "clip": self.clip,
             "arrays": "scaler/<slug>_mean, scaler/<slug>_std",
         }
+
+
+def column_stats(x: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std (float32) of ``x`` (rows = training patients), NaN ignored.
+
+    A column with no observed value gets mean 0; a constant or unobserved column std 1 (and
+    every std is 1 without ``standardize``).
+    """
+    with np.errstate(all="ignore"):
+        observed = np.isfinite(x).sum(axis=0)
+        m = np.where(observed > 0, np.nanmean(np.where(observed > 0, x, 0.0), axis=0), 0.0)
+        s = np.nanstd(x, axis=0) if standardize else np.ones(x.shape[1])
+    s = np.where(np.isfinite(s) & (s > 1e-8), s, 1.0)
+    return m.astype(np.float32), s.astype(np.float32)
+
+
+def fit_extra_scaler(
+    extra: dict[str, Any],
+    train_patients: Sequence[str],
+    standardize: bool = True,
+    clip: float | None = None,
+) -> OmicsScaler:
+    """An :class:`OmicsScaler` keyed by extra modality name, fit on the training patients
+    present in each table (``extra``: name -> :class:`wsirisk.omics.extra.ExtraTable`)."""
+    mean: dict[str, np.ndarray] = {}
+    std: dict[str, np.ndarray] = {}
+    wanted = set(train_patients)
+    for name, table in extra.items():
+        rows = [i for i, p in enumerate(table.patients) if p in wanted]
+        x = np.asarray(table.values, dtype=np.float64)[rows]
+        mean[name], std[name] = column_stats(x.reshape(len(rows), len(table.columns)), standardize)
+    return OmicsScaler(mean, std, standardize, clip)
 
 
 # ---- pathology features -------------------------------------------------------------------
@@ -222,6 +252,7 @@ class Sample:
     y_bin: int
     omics: list[np.ndarray] | None
     slides: list[SlideRef] = field(default_factory=list)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # name -> scaled float32 vector
 
     @property
     def has_pathology(self) -> bool:
@@ -241,6 +272,13 @@ class FoldData:
     missing: dict[str, list[str]]
     # per group (SLUGS order) the feature names; [] when the omics source has none
     feature_names: list[list[str]] = field(default_factory=list)
+    extra_scaler: OmicsScaler | None = None  # keyed by extra modality name
+    extra_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def extra_dims(self) -> dict[str, int]:
+        """Extra modality name -> vector length."""
+        return {name: len(cols) for name, cols in self.extra_columns.items()}
 
 
 def prepare_fold(
@@ -250,11 +288,14 @@ def prepare_fold(
     standardize: bool = True,
     bank: FeatureBank | None = None,
     clip: float | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> FoldData:
     """Fit bins and scaler on ``fold['train']`` and build samples for train and val.
 
     Patients of the fold absent from the omics store have no survival label and are dropped
-    (listed in ``missing['no_omics_store']``).
+    (listed in ``missing['no_omics_store']``). ``extra`` (name ->
+    :class:`wsirisk.omics.extra.ExtraTable`) adds scaled per-patient vectors to
+    ``Sample.extra``; patients absent from a table are listed in ``missing['no_<name>']``.
     """
     index = {p: i for i, p in enumerate(omics.patients)}
     missing: dict[str, list[str]] = {"no_omics_store": []}
@@ -292,6 +333,20 @@ def prepare_fold(
         ]
     missing["no_omics"] = [omics.patients[i] for i in used if no_omics[i]]
     missing["no_pathology"] = [s.patient for part in samples.values() for s in part if not s.slides]
+    extra_scaler = None
+    if extra:
+        train_ids = [omics.patients[i] for i in rows["train"]]
+        extra_scaler = fit_extra_scaler(extra, train_ids, standardize, clip)
+        for name, table in extra.items():
+            scaled, _ = extra_scaler.transform({name: table.values}, [name])
+            where = {p: r for r, p in enumerate(table.patients)}
+            for part in samples.values():
+                for s in part:
+                    if s.patient in where:
+                        s.extra[name] = scaled[name][where[s.patient]]
+            missing[f"no_{name}"] = [
+                s.patient for part in samples.values() for s in part if name not in s.extra
+            ]
     return FoldData(
         train=samples["train"],
         val=samples["val"],
@@ -301,6 +356,8 @@ def prepare_fold(
         omics_sizes=[int(groups[s].shape[1]) for s in SLUGS],
         missing=missing,
         feature_names=_feature_names(omics, groups),
+        extra_scaler=extra_scaler,
+        extra_columns={name: list(table.columns) for name, table in (extra or {}).items()},
     )
 
 

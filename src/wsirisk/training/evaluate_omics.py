@@ -13,6 +13,9 @@ Two options never look at the validation fold either: ``--seeds K`` trains K mod
 a stratified, seeded (member seed) FRAC of the training fold, trains on the rest and keeps the
 weights of the epoch with the best C-index on that inner set (first such epoch on ties).
 
+Cox-loss models (``--model m4survive``, or ``--loss cox``) train on batch-level risk sets;
+``--batch-size`` then defaults to 16 (M4Survive's batch) instead of 1.
+
 ``--model coxnet`` fits the linear reference instead: an elastic-net Cox model on the omics
 z-scored by the training fold's scaler (``standardize`` is forced on), penalty chosen on COADREAD
 (``wsirisk.training.linear``).
@@ -70,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+COX_BATCH_SIZE = 16  # M4Survive's batch (its section 3): the Cox loss's risk set
+
+
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", type=Path, help="PORPOISE/MCAT CSV (.csv or .csv.zip)")
     parser.add_argument("--splits", type=Path, required=True, help="dir with splits_<k>.csv")
@@ -87,7 +93,18 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="patients per mini-batch (default 1; 16 for a Cox-loss model)",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=["auto", "nll", "cox"],
+        default="auto",
+        help="survival loss (auto: the model's own, cox for m4survive)",
+    )
     parser.add_argument("--grad-accum", type=int, default=DEFAULTS["grad_accum"])
     parser.add_argument("--n-bins", type=int, default=DEFAULTS["n_bins"])
     parser.add_argument("--dropout", type=float, default=DEFAULTS["dropout"])
@@ -118,6 +135,13 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    from wsirisk.models import declared_loss
+
+    loss = getattr(args, "loss", "auto")
+    batch_size = args.batch_size
+    if batch_size is None:
+        cox = loss == "cox" or (loss == "auto" and declared_loss(args.model) == "cox")
+        batch_size = COX_BATCH_SIZE if cox else DEFAULTS["batch_size"]
     return TrainOptions.from_dict(
         {
             "model": args.model,
@@ -127,7 +151,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
             "lr": args.lr,
             "momentum": args.momentum,
             "weight_decay": args.weight_decay,
-            "batch_size": args.batch_size,
+            "batch_size": batch_size,
             "grad_accum": args.grad_accum,
             "n_bins": args.n_bins,
             "dropout": args.dropout,
@@ -137,6 +161,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
             "standardize": args.standardize,
             "clip": args.clip,
             "balanced": args.balanced,
+            "loss": loss,
             "model_kwargs": json.loads(args.model_kwargs),
         },
         "evaluate-omics arguments",

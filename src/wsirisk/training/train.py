@@ -3,13 +3,19 @@
     wsirisk train --omics omics.zarr --splits splits.zarr --fold 0 \\
         --features features/resnet50_trunc/*.zarr --options '{"model": "snn", "epochs": 20}' \\
         --preprocess '{"slides": {...}, "features": {...}}' \\
-        --out train/snn/fold0.zarr --checkpoint train/snn/fold0.pt
+        --out train/snn/fold0.zarr --checkpoint train/snn/fold0.pt [--extra extra.zarr]
 
 The checkpoint records what ``wsirisk predict --run`` needs besides the weights: the
 ``--preprocess`` settings (the config's ``slides`` and ``features`` sections), the modalities
 the fold really trained with (``trained_modalities``: a modality of the model that no training
 patient had is not listed) and the identity of the encoder that made the training features
 (``features_identity``: encoder, weights_sha256, params_sha256, transform, dim).
+
+``--extra`` (a ``wsirisk extra`` store) feeds further per-patient modalities to the models that
+read them (M4Survive); their training-fold scaler goes into the checkpoint. A Cox-trained fold
+(``loss`` cox, or auto for M4Survive) stores Breslow's baseline in the checkpoint as
+``baseline_cumhaz_at_edges`` (H0 at ``bins_months[1:]``; curves by
+:func:`wsirisk.models.cox_survival`).
 """
 
 from __future__ import annotations
@@ -122,6 +128,7 @@ def fold_attrs(
         "fold": fold,
         "model": opts.model,
         "options": opts.to_dict(),
+        "loss": result.loss,
         "train_patients": [s.patient for s in data.train if s.patient in used],
         "val_patients": [s.patient for s in val],
         "bins": list(data.bins.edges_months),
@@ -193,6 +200,8 @@ def checkpoint_dict(
         "scaler_std": {s: torch.from_numpy(data.scaler.std[s].copy()) for s in SLUGS},
         "feature_names": {s: list(omics.feature_names.get(s, [])) for s in SLUGS},
         "options": opts.to_dict(),
+        "loss": result.loss,
+        **extra_checkpoint(data, result),
     }
 
 
@@ -217,6 +226,20 @@ def stores_from_manifests(manifests: list[Path]) -> list[Path]:
     return stores
 
 
+def extra_checkpoint(data: FoldData, result: FoldResult) -> dict[str, Any]:
+    """Checkpoint keys of the Cox baseline and of the extra modalities' scaler (when used)."""
+    out: dict[str, Any] = {}
+    if result.baseline_cumhaz is not None:
+        out["baseline_cumhaz_at_edges"] = list(result.baseline_cumhaz)
+    scaler = data.extra_scaler
+    if scaler is not None and result.model_kwargs.get("extra_dims"):
+        names = list(result.model_kwargs["extra_dims"])
+        out["extra_mean"] = {n: torch.from_numpy(scaler.mean[n].copy()) for n in names}
+        out["extra_std"] = {n: torch.from_numpy(scaler.std[n].copy()) for n in names}
+        out["extra_columns"] = {n: list(data.extra_columns[n]) for n in names}
+    return out
+
+
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--omics", type=Path, required=True, help="omics.zarr")
     parser.add_argument("--splits", type=Path, required=True, help="splits.zarr")
@@ -237,6 +260,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="fold store (zarr) to write")
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt)")
+    parser.add_argument("--extra", type=Path, help="extra.zarr (wsirisk extra): more modalities")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -256,8 +280,13 @@ def run(args: argparse.Namespace) -> int:
         warnings.warn(notes[-1], stacklevel=1)
     stores = list(args.features) + stores_from_manifests(args.features_manifest)
     bank = FeatureBank(stores) if stores else None
+    extra = None
+    if getattr(args, "extra", None) is not None:
+        from wsirisk.omics.extra import load_extra
+
+        extra = load_extra(args.extra)
     data = prepare_fold(
-        omics, folds[args.fold], opts.n_bins, opts.standardize, bank, clip=opts.clip
+        omics, folds[args.fold], opts.n_bins, opts.standardize, bank, clip=opts.clip, extra=extra
     )
     if data.missing["no_omics_store"]:
         notes.append(

@@ -4,6 +4,15 @@
 mini-batches are accumulated before each optimizer step, so a step sees
 ``batch_size * grad_accum`` patients. ``max_patches`` randomly caps a bag at training time only
 (kept in spatial order); evaluation always uses every tile.
+
+``loss``: "nll" (discrete-time NLL per patient), "cox" (Cox partial likelihood over each
+mini-batch: its ``batch_size`` patients go forward one at a time, their log-risks are stacked
+and :func:`wsirisk.models.cox_ph_loss` (Breslow ties) is taken over that batch's risk set; a
+batch without a death has no partial likelihood and contributes nothing; the batch's graphs are
+held until its backward pass), or "auto" (the
+model's ``default_loss``, "nll" if it declares none). After Cox training, Breslow's baseline
+``H0`` is fit on the training patients and evaluated at the fold's bin edges, so survival curves
+are ``exp(-H0 e^eta)`` (``FoldResult.baseline_cumhaz``).
 """
 
 from __future__ import annotations
@@ -19,8 +28,12 @@ import torch
 from torch import nn
 
 from wsirisk.models import (
+    EXTRA_MODELS,
     USES_FEATURE_NAMES,
+    breslow_cumhaz,
     build_model,
+    cox_ph_loss,
+    cox_survival,
     nll_loss,
     output_risk,
     survival_from_logits,
@@ -30,6 +43,7 @@ from wsirisk.training.metrics import cindex
 
 PATHOLOGY = "pathology"
 GENOMICS = "genomics"
+LOSSES = ("auto", "nll", "cox")
 
 
 # What the ME-Mamba paper states about training (SGD, lr 1e-3, 30 epochs; batch 1 and 4 bins as in
@@ -70,6 +84,7 @@ class TrainOptions:
     standardize: bool = True  # z-score omics with the training fold's mean/std
     clip: float | None = None  # clip scaled omics to [-clip, clip]
     balanced: bool = False  # sample patients inversely to their (bin, censorship) class (MCAT)
+    loss: str = "auto"  # "nll" | "cox" (batch-level risk sets) | "auto" (the model's default)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -103,6 +118,7 @@ class TrainOptions:
             "device": opts.device in {"auto", "cpu", "cuda"} or opts.device.startswith("cuda:"),
             "max_patches": opts.max_patches is None or opts.max_patches >= 1,
             "clip": opts.clip is None or opts.clip > 0,
+            "loss": opts.loss in LOSSES,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -133,6 +149,8 @@ class FoldResult:
     unusable: list[str]  # patients with no modality the model uses (not trained / scored)
     device: str
     seconds: float
+    loss: str = "nll"  # the loss trained with ("auto" resolved)
+    baseline_cumhaz: list[float] | None = None  # Cox: Breslow H0 at bin edges 1..n_bins
 
 
 def resolve_device(name: str) -> torch.device:
@@ -146,7 +164,7 @@ def resolve_device(name: str) -> torch.device:
 def usable(sample: Sample, modalities: set[str]) -> bool:
     """Whether the model can score this patient (it has at least one modality the model uses)."""
     has = {PATHOLOGY: sample.has_pathology, GENOMICS: sample.omics is not None}
-    return any(has[m] for m in modalities)
+    return any(has.get(m, m in sample.extra) for m in modalities)
 
 
 class _Inputs:
@@ -174,6 +192,15 @@ class _Inputs:
         if GENOMICS in self.modalities and sample.omics is not None:
             x_omics = [torch.from_numpy(g).to(self.device) for g in sample.omics]
         return x_path, x_omics, coords
+
+    def extra(self, sample: Sample) -> dict[str, torch.Tensor] | None:
+        """The patient's extra modality vectors the model uses (None when it has none)."""
+        out = {
+            name: torch.from_numpy(vec).to(self.device)
+            for name, vec in sample.extra.items()
+            if name in self.modalities
+        }
+        return out or None
 
 
 def epoch_order(train: list[Sample], balanced: bool, gen: torch.Generator) -> list[int]:
@@ -239,9 +266,17 @@ def train_fold(
     )
     if opts.model in USES_FEATURE_NAMES and data.feature_names:
         kwargs.setdefault("feature_names", data.feature_names)
+    if data.extra_dims and opts.model in EXTRA_MODELS:
+        kwargs.setdefault("extra_dims", dict(data.extra_dims))
     model = build_model(opts.model, **kwargs).to(device)
     if hasattr(model, "portable_kwargs"):  # e.g. a gene hierarchy file -> its rows
         kwargs = model.portable_kwargs(kwargs)
+    loss_name = getattr(model, "default_loss", "nll") if opts.loss == "auto" else opts.loss
+    if loss_name == "cox" and opts.batch_size < 2:
+        raise ValueError(
+            f"loss 'cox' ({opts.model}) needs 'batch_size' >= 2 (a risk set of one patient has "
+            f"no gradient; M4Survive's paper uses 16), got {opts.batch_size}"
+        )
     modalities = set(model.modalities)
     train = [s for s in data.train if usable(s, modalities)]
     val = [s for s in data.val if usable(s, modalities)]
@@ -259,10 +294,13 @@ def train_fold(
         train_risk = np.full(len(train), np.nan)
         total = 0.0
         optimizer.zero_grad(set_to_none=True)
+        if loss_name == "cox":
+            total = _cox_epoch(model, train, order, inputs, opts, optimizer, gen, train_risk)
+            order = []  # nothing left for the per-patient NLL loop below
         for step, i in enumerate(order, start=1):
             sample = train[i]
             x_path, x_omics, coords = inputs(sample, opts.max_patches, gen)
-            out = model(x_path, x_omics, coords=coords)
+            out = model(x_path, x_omics, coords=coords, extra=inputs.extra(sample))
             y = torch.tensor([sample.y_bin], device=device)
             c = torch.tensor([sample.censorship], device=device)
             loss = nll_loss(out.logits, y, c, alpha=opts.alpha) + out.aux_loss
@@ -294,6 +332,11 @@ def train_fold(
             f"train C {_fmt(train_c)}  val C {_fmt(val_c)}"
         )
     assert val_pred is not None
+    baseline = None
+    if loss_name == "cox":
+        baseline = fit_baseline(model, train, inputs, data.bins.edges_months[1:])
+        curves = cox_survival(torch.from_numpy(val_pred.risk).double(), baseline)
+        val_pred.survival = curves.numpy().astype(np.float32)
     return FoldResult(
         model=model,
         model_kwargs=kwargs,
@@ -303,7 +346,69 @@ def train_fold(
         unusable=[s.patient for s in data.train + data.val if not usable(s, modalities)],
         device=str(device),
         seconds=time.perf_counter() - start,
+        loss=loss_name,
+        baseline_cumhaz=None if baseline is None else baseline.tolist(),
     )
+
+
+def _cox_epoch(
+    model: nn.Module,
+    train: list[Sample],
+    order: list[int],
+    inputs: _Inputs,
+    opts: TrainOptions,
+    optimizer: torch.optim.Optimizer,
+    gen: torch.Generator,
+    train_risk: np.ndarray,
+) -> float:
+    """One epoch of Cox partial likelihood over mini-batches of ``opts.batch_size`` patients.
+
+    Each batch's log-risks (one forward pass per patient) form the risk set of
+    :func:`cox_ph_loss`; the batch loss (plus the mean auxiliary loss and the L1 term) is divided
+    by ``grad_accum`` and the optimizer steps every ``grad_accum`` batches and at the end. A
+    batch without a death is skipped (no partial likelihood). Returns the sum over batches of
+    loss x batch size (the epoch's per-patient mean once divided by the number of patients).
+    """
+    device = inputs.device
+    batches = [order[k : k + opts.batch_size] for k in range(0, len(order), opts.batch_size)]
+    total = 0.0
+    for b, batch in enumerate(batches, start=1):
+        risks, aux = [], []
+        for i in batch:
+            sample = train[i]
+            x_path, x_omics, coords = inputs(sample, opts.max_patches, gen)
+            out = model(x_path, x_omics, coords=coords, extra=inputs.extra(sample))
+            risk = output_risk(out).reshape(())
+            risks.append(risk)
+            aux.append(out.aux_loss)
+            train_risk[i] = float(risk.detach())
+        months = torch.tensor([train[i].months for i in batch], device=device)
+        event = torch.tensor([1 - train[i].censorship for i in batch], device=device)
+        if int(event.sum()) > 0:
+            loss = cox_ph_loss(torch.stack(risks), months, event) + torch.stack(aux).mean()
+            if opts.l1 > 0:
+                loss = loss + opts.l1 * _l1(model)
+            (loss / opts.grad_accum).backward()
+            total += float(loss.detach()) * len(batch)
+        if b % opts.grad_accum == 0 or b == len(batches):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+@torch.no_grad()
+def fit_baseline(
+    model: nn.Module, train: list[Sample], inputs: _Inputs, edges_months: tuple[float, ...]
+) -> torch.Tensor:
+    """Breslow's ``H0`` (float64, one value per edge) from the training patients' final
+    log-risks (eval mode, every tile); also stored in the model when it has ``set_baseline``."""
+    risk = predict(model, train, inputs, len(edges_months)).risk
+    months = [s.months for s in train]
+    event = [1 - s.censorship for s in train]
+    cumhaz = breslow_cumhaz(torch.from_numpy(risk), months, event, list(edges_months))
+    if hasattr(model, "set_baseline"):
+        model.set_baseline(cumhaz)
+    return cumhaz
 
 
 def predict_samples(
@@ -312,12 +417,13 @@ def predict_samples(
     device: str,
     n_bins: int,
     bank: FeatureBank | None = None,
+    baseline: list[float] | None = None,
 ) -> tuple[Prediction, list[Sample]]:
     """:func:`predict` on the samples the model can score; returns them too (``Prediction`` order)."""
     modalities = set(model.modalities)
     kept = [s for s in samples if usable(s, modalities)]
     inputs = _Inputs(bank, modalities, torch.device(device))
-    return predict(model, kept, inputs, n_bins), kept
+    return predict(model, kept, inputs, n_bins, baseline), kept
 
 
 def _fmt(value: float | None) -> str:
@@ -325,15 +431,25 @@ def _fmt(value: float | None) -> str:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, samples: list[Sample], inputs: _Inputs, n_bins: int) -> Prediction:
-    """Risk, survival curve, per-slide attention and pooled embeddings (eval mode, all tiles)."""
+def predict(
+    model: nn.Module,
+    samples: list[Sample],
+    inputs: _Inputs,
+    n_bins: int,
+    baseline: list[float] | None = None,
+) -> Prediction:
+    """Risk, survival curve, per-slide attention and pooled embeddings (eval mode, all tiles).
+
+    With a Cox ``baseline`` (H0 at the bin edges), curves are ``exp(-H0 e^risk)`` instead of
+    the logits' (:func:`wsirisk.models.cox_survival`).
+    """
     model.eval()
     risks, curves = [], []
     attention: dict[str, np.ndarray] = {}
     emb_rows: list[dict[str, np.ndarray]] = []
     for sample in samples:
         x_path, x_omics, coords = inputs(sample)
-        out = model(x_path, x_omics, coords=coords)
+        out = model(x_path, x_omics, coords=coords, extra=inputs.extra(sample))
         risks.append(float(output_risk(out).item()))
         curves.append(survival_from_logits(out.logits)[0].float().cpu().numpy())
         if out.attention is not None and x_path is not None:
@@ -351,6 +467,9 @@ def predict(model: nn.Module, samples: list[Sample], inputs: _Inputs, n_bins: in
             }
         )
     survival = np.stack(curves).astype(np.float32) if curves else np.zeros((0, n_bins), np.float32)
+    if baseline is not None and curves:
+        survival = cox_survival(torch.tensor(risks, dtype=torch.float64), baseline).numpy()
+        survival = survival.astype(np.float32)
     embeddings: dict[str, np.ndarray] = {}
     for name in sorted({k for row in emb_rows for k in row}):
         dim = next(row[name].shape[0] for row in emb_rows if name in row)
