@@ -250,3 +250,20 @@ def test_real_jpeg2000_slide_falls_back_to_openslide(
     assert ok.all() and _diff(tiles, reference) == (0.0, 0)
     with pytest.raises(Exception, match="33005"):
         find_level(svs, 4443, 3567)
+
+
+def test_repeated_slide_is_a_jpeg_slide_the_fast_path_reads_exactly(tmp_path: Path) -> None:
+    from wsirisk.features.synthetic import write_repeated_slide
+
+    path = write_repeated_slide(tmp_path / "r.svs", 500, 300, 0.25, stored_px=80, period_px=160)
+    slide = open_slide(path)
+    assert slide.properties["openslide.vendor"] == "aperio" and slide.dimensions == (500, 300)
+    assert abs(float(slide.properties["openslide.mpp-x"]) - 0.25) < 1e-6
+    geometry = TileGeometry(0, 64, 64, INPUT_PX)
+    coords = np.array([[0, 0], [160, 0], [448, 256], [96, 64]])
+    reference, _ = _read_all(plan_reader(path, coords, geometry, "openslide"))
+    tiles, ok = _read_all(plan_reader(path, coords, geometry, "auto"))
+    assert ok.all() and _diff(tiles, reference) == (0.0, 0)
+    np.testing.assert_array_equal(reference[0], reference[1])  # the texture repeats
+    with pytest.raises(ValueError, match="multiple"):
+        write_repeated_slide(tmp_path / "x.svs", 100, 100, 0.5, stored_px=80, period_px=100)
