@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from wsirisk.features.dataset import TileGeometry, _resize
+from wsirisk.features.dataset import TileGeometry, resize_to_input
 from wsirisk.features.jpegtiff import (
     SUPPORTED_VENDORS,
     JpegLevel,
@@ -113,7 +113,7 @@ class TileReader:
             region = cv2.resize(
                 region, (g.tile_size_px, g.tile_size_px), interpolation=cv2.INTER_AREA
             )
-        return np.ascontiguousarray(_resize(region, g))
+        return np.ascontiguousarray(resize_to_input(region, g))
 
 
 class OpenSlideReader(TileReader):
@@ -139,7 +139,7 @@ class OpenSlideReader(TileReader):
         except openslide.OpenSlideError:
             self._slide = None  # an OpenSlide handle stays in error state: reopen
             return self._blank(), False
-        return np.ascontiguousarray(_resize(rgb, g)), True
+        return np.ascontiguousarray(resize_to_input(rgb, g)), True
 
     def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(indices), self.input_px, self.input_px, 3), np.uint8)
