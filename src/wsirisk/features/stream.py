@@ -57,9 +57,6 @@ class TileStream(IterableDataset):
             self.units += [(work.key, a, b) for a, b in units(work.n_tiles, work.start,
                                                                 batch_size, size)]  # fmt: skip
 
-    def __len__(self) -> int:
-        return sum(math.ceil((b - a) / self.batch_size) for _, a, b in self.units)
-
     def __iter__(self) -> Any:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
