@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = n_pipe / (time.perf_counter() - start)
         timing = dict(extractor.last_timing)
         span = piped.timing["last_batch"] - piped.timing["first_batch"]
-        steady = (n_pipe - args.batch_size) / max(span, 1e-9)  # after the first batch
+        steady = n_pipe / max(span, 1e-9)  # first batch in -> last batch out
         model_after = _model_rate(extractor, decoded, args.batch_size, n_pipe)
         model = (model_before + model_after) / 2
 

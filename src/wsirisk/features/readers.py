@@ -15,7 +15,7 @@ encoder's resize), and reports per tile whether it decoded:
   (:mod:`wsirisk.features.devicedecode`).
 
 :func:`plan_reader` picks one per slide (``features.reader: auto``: nvjpeg on CUDA, else jpeg,
-else region, else openslide) and proves the fast path on the slide itself before using it (its
+else openslide) and proves the fast path on the slide itself before using it (its
 decoded tiles must equal OpenSlide's); anything it cannot prove falls back with a logged reason.
 A stored tile that does not decode fails exactly the output tiles that overlap it, as with
 OpenSlide; those come back as zeros with ``ok=False`` and are skipped and counted downstream.
@@ -46,8 +46,8 @@ log = logging.getLogger("wsirisk.readers")
 
 READERS = ("openslide", "region", "jpeg", "nvjpeg")
 READER_CHOICES = ("auto", *READERS)
-BLOCK_MAX_PX = 4096  # longest side of one region read (read-level px)
-BLOCK_MAX_AREA = 8 * 2**20  # pixels of one region read (32 MiB as RGBA)
+BLOCK_MAX_PX = 2048  # longest side of one region read (read-level px)
+BLOCK_MAX_AREA = 4 * 2**20  # pixels of one region read (16 MiB as RGBA)
 BLOCK_MIN_FILL = 0.7  # merge a row of tiles into a block while tiles cover >= 70 % of it
 OPENSLIDE_CACHE_BYTES = 256 * 2**20  # region reader: decoded tiles shared between blocks
 SELF_CHECK_MAX_MEAN_DIFF = 0.5  # fast decode vs OpenSlide on the same stored tiles
@@ -628,9 +628,12 @@ def plan_reader(
 ) -> ReadSpec:
     """Choose this slide's reader: ``requested``, or the fastest one proven to give its pixels.
 
-    ``auto`` tries nvjpeg (CUDA only), jpeg, region, then openslide; an explicit choice that
-    cannot serve this slide falls back down the same chain.  Every fallback is logged with its
-    reason, which also goes into ``ReadSpec.note`` (and the features store's attributes).
+    ``auto`` tries nvjpeg (CUDA only), jpeg, then openslide; an explicit choice that cannot
+    serve this slide falls back down the same chain (``region`` falls back to openslide).
+    ``region`` is never picked by ``auto``: measured, it is no faster than one read per tile
+    (OpenSlide's own tile cache already decodes each stored tile about once; its per-pixel
+    painting and conversion dominate), see docs/benchmarks-extract.md.  Every fallback is
+    logged with its reason, which also goes into ``ReadSpec.note`` (and the store's attrs).
     """
     if requested not in READER_CHOICES:
         raise ValueError(f"features.reader must be one of {READER_CHOICES}, got {requested!r}")
@@ -639,8 +642,7 @@ def plan_reader(
     if requested == "openslide":
         return base
     is_cuda = getattr(device, "type", str(device)).startswith("cuda")
-    order = {"auto": READERS[::-1], "nvjpeg": READERS[::-1], "jpeg": ("jpeg", "region")}
-    chain = list(order.get(requested, ("region",)))
+    chain = {"auto": ["nvjpeg", "jpeg"], "nvjpeg": ["nvjpeg", "jpeg"]}.get(requested, [requested])
     if requested == "auto" and not is_cuda:
         chain.remove("nvjpeg")
     reasons: list[str] = []
@@ -649,7 +651,7 @@ def plan_reader(
         try:
             ds = _integral_downsample(slide, geometry.read_level, coords)
         except _Refused as exc:
-            reasons.append(f"region: {exc}")
+            reasons.append(f"{'/'.join(chain)}: {exc}")
             chain = []
         jpeg: ReadSpec | None = None
         for name in chain:
