@@ -17,8 +17,10 @@ grid origin (0, 0) as the tiling stage makes it, then the encoder's resize (256 
    ``features.reader: auto`` picks for the case.
 2. *Pipeline vs model* on the default reader (40x case): ``Extractor.extract_slides`` end to end
    (``--num-workers`` loader workers; reader choice, worker start and final store included)
-   against the encoder alone on as many tiles (decoded beforehand), measured before and after
-   (mean); ``ratio`` = pipeline / model, ``ratio_steady`` from the first batch to the last.
+   against the encoder alone on as many tiles (decoded beforehand); model and pipeline runs
+   alternate (``--pipeline-rounds``) and each pipeline run is divided by the mean of the model
+   runs around it: ``ratio`` is the median, ``ratio_steady`` the same from the first batch in
+   to the last batch out.
 3. *Gap between slides*: three 20x slides in one job (one stream) and the same three slides one
    call each (today's per-slide jobs): the time from a slide's last batch leaving the model to
    the next slide's first batch reaching it, alone and as a share of a slide's time.
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="loader rounds per reader")
     parser.add_argument("--loader-tiles", type=int, default=128, help="tiles per loader case")
     parser.add_argument("--pipeline-tiles", type=int, default=96, help="40x tiles, pipeline")
+    parser.add_argument("--pipeline-rounds", type=int, default=2, help="pipeline runs")
     parser.add_argument("--group-tiles", type=int, default=32, help="tiles per grouped slide")
     parser.add_argument("--n-slides", type=int, default=3, help="slides in the grouped job")
     args = parser.parse_args(argv)
@@ -210,15 +213,24 @@ def main(argv: list[str] | None = None) -> int:
         decoded, _ = reader.read(np.arange(min(n_pipe, MODEL_TILES)))
         reader.close()
         decoded = torch.from_numpy(decoded)
-        model_before = _model_rate(extractor, decoded, args.batch_size, n_pipe)
-        start = time.perf_counter()
-        piped = extractor.extract_slides([SlideJob(slide, tiles, root / "pipe.zarr")])[0]
-        pipeline = n_pipe / (time.perf_counter() - start)
-        timing = dict(extractor.last_timing)
-        span = piped.timing["last_batch"] - piped.timing["first_batch"]
-        steady = n_pipe / max(span, 1e-9)  # first batch in -> last batch out
-        model_after = _model_rate(extractor, decoded, args.batch_size, n_pipe)
-        model = (model_before + model_after) / 2
+        # model, pipeline, model, pipeline, ..., model: each pipeline run against the mean of
+        # the model runs around it, so a load that drifts during the run cancels
+        models = [_model_rate(extractor, decoded, args.batch_size, n_pipe)]
+        pipelines, steadies, waits = [], [], []
+        for k in range(args.pipeline_rounds):
+            start = time.perf_counter()
+            piped = extractor.extract_slides([SlideJob(slide, tiles, root / f"pipe{k}.zarr")])[0]
+            pipelines.append(n_pipe / (time.perf_counter() - start))
+            timing = extractor.last_timing
+            waits.append(timing["wait_s"] / max(timing["total_s"], 1e-9))
+            span = piped.timing["last_batch"] - piped.timing["first_batch"]
+            steadies.append(n_pipe / max(span, 1e-9))  # first batch in -> last batch out
+            models.append(_model_rate(extractor, decoded, args.batch_size, n_pipe))
+        around = [(a + b) / 2 for a, b in zip(models[:-1], models[1:], strict=True)]
+        ratio = statistics.median(p / m for p, m in zip(pipelines, around, strict=True))
+        ratio_steady = statistics.median(p / m for p, m in zip(steadies, around, strict=True))
+        pipeline, steady = statistics.median(pipelines), statistics.median(steadies)
+        model = statistics.median(models)
 
         # gap between slides: one job for all vs one call per slide
         group = [_slide(root, f"g{k}", "20x", args.group_tiles, seed=10 + k)
@@ -241,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         pipeline_tiles_per_s=round(pipeline, 2),
         pipeline_steady_tiles_per_s=round(steady, 2),
         model_tiles_per_s=round(model, 2),
-        model_tiles_per_s_before_after=[round(model_before, 2), round(model_after, 2)],
-        pipeline_wait_fraction=round(timing["wait_s"] / max(timing["total_s"], 1e-9), 3),
-        ratio=round(pipeline / model, 3),
-        ratio_steady=round(steady / model, 3),
+        model_tiles_per_s_runs=[round(m, 2) for m in models],
+        pipeline_tiles_per_s_runs=[round(p, 2) for p in pipelines],
+        pipeline_wait_fraction=round(statistics.median(waits), 3),
+        ratio=round(ratio, 3),
+        ratio_steady=round(ratio_steady, 3),
         group_slides=args.n_slides,
         group_tiles_per_slide=args.group_tiles,
         gap_between_slides_s=round(gap, 4),
