@@ -268,3 +268,17 @@ def test_repeated_slide_is_a_jpeg_slide_the_fast_path_reads_exactly(tmp_path: Pa
     np.testing.assert_array_equal(reference[0], reference[1])  # the texture repeats
     with pytest.raises(ValueError, match="multiple"):
         write_repeated_slide(tmp_path / "x.svs", 100, 100, 0.5, stored_px=80, period_px=100)
+
+
+@pytest.mark.parametrize(("size_in", "size_out"), [(256, 224), (128, 64), (64, 80)])
+def test_device_resize_matches_opencv(size_in: int, size_out: int) -> None:
+    import cv2
+
+    from wsirisk.features.devicedecode import DeviceResize
+
+    tiles = textured_rgb(size_in, size_in * 2, seed=5).reshape(2, size_in, size_in, 3)
+    flag = cv2.INTER_AREA if size_out < size_in else cv2.INTER_LINEAR
+    expected = np.stack([cv2.resize(t, (size_out, size_out), interpolation=flag) for t in tiles])
+    got = DeviceResize(size_in, size_out, torch.device("cpu"))(torch.from_numpy(tiles)).numpy()
+    mean, worst = _diff(got, expected)
+    assert got.shape == expected.shape and mean < 0.2 and worst <= 1  # rounding only
