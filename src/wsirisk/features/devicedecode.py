@@ -9,8 +9,11 @@ OpenCV defines it), INTER_LINEAR as half-pixel bilinear.  Values are rounded to 
 each resize, as on the CPU.  The same code runs on the CPU (tests compare it with the CPU
 readers); on CUDA the CPU only reads bytes.
 
-A batch whose decode fails is decoded stream by stream to find the corrupt stored tiles; the
-output tiles overlapping one are returned as zeros with ``ok=False`` (as every reader does).
+A batch whose decode fails is decoded stream by stream; a stream the device decoder rejects is
+decoded by the CPU path (libjpeg-turbo, OpenSlide's rules), and only if that fails too are the
+output tiles overlapping it returned as zeros with ``ok=False`` (as every reader does).  The
+device decoder accepts some streams libjpeg only warns about (corrupt data that OpenSlide
+counts as a failure); those decode to whatever nvJPEG makes of them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsirisk.features.readers import EncodedTiles, JpegReader, ReadSpec, _StoredTiles
+from wsirisk.features.readers import (
+    EncodedTiles,
+    JpegReader,
+    ReadSpec,
+    _StoredTiles,
+    decode_tile,
+)
 
 GATHER_TILES = 64  # output tiles gathered per indexing call (bounds the index tensors)
 
@@ -108,6 +117,13 @@ class DeviceDecoder:
         level, size = self.level, self.spec.geometry.read_size_px
         streams = [torch.as_tensor(s) for s in payload.streams]
         decoded = decode_streams(streams, self.device)
+        for k, tile in enumerate(decoded):
+            if tile is None and payload.readable[k]:  # the CPU decoder has the last word
+                try:
+                    rgb = decode_tile(np.asarray(payload.streams[k]).tobytes(), level, 1)
+                    decoded[k] = torch.from_numpy(rgb).to(self.device)
+                except ValueError:
+                    pass
         numbers = np.asarray(payload.numbers).tolist()
         good = {n: t for n, t, r in zip(numbers, decoded, payload.readable, strict=True)
                 if t is not None and bool(r) and tuple(t.shape) == (level.tile_h, level.tile_w, 3)}  # fmt: skip
