@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="loader rounds per reader")
     parser.add_argument("--loader-tiles", type=int, default=128, help="tiles per loader case")
     parser.add_argument("--pipeline-tiles", type=int, default=96, help="40x tiles, pipeline")
-    parser.add_argument("--pipeline-rounds", type=int, default=2, help="pipeline runs")
+    parser.add_argument("--pipeline-rounds", type=int, default=3, help="pipeline runs")
     parser.add_argument("--group-tiles", type=int, default=32, help="tiles per grouped slide")
     parser.add_argument("--n-slides", type=int, default=3, help="slides in the grouped job")
     args = parser.parse_args(argv)
