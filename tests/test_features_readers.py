@@ -282,3 +282,14 @@ def test_device_resize_matches_opencv(size_in: int, size_out: int) -> None:
     got = DeviceResize(size_in, size_out, torch.device("cpu"))(torch.from_numpy(tiles)).numpy()
     mean, worst = _diff(got, expected)
     assert got.shape == expected.shape and mean < 0.2 and worst <= 1  # rounding only
+
+
+def test_missing_decoder_package_falls_back_to_openslide(
+    pyramid: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "simplejpeg", None)  # import fails as if not installed
+    geometry = CASES["20x"]
+    spec = plan_reader(pyramid, _grid(64)[:4], geometry, "auto")
+    assert spec.reader == "openslide" and "simplejpeg is not installed" in spec.note

@@ -580,8 +580,9 @@ def _self_check(slide: Any, spec: ReadSpec) -> None:
 def _jpeg_spec(slide: Any, base: ReadSpec) -> ReadSpec:
     try:
         import simplejpeg  # noqa: F401
+        import tifffile  # noqa: F401
     except ImportError as exc:
-        raise _Refused("simplejpeg is not installed (pip install simplejpeg)") from exc
+        raise _Refused(f"{exc.name} is not installed (pip install {exc.name})") from exc
     vendor = slide.properties.get("openslide.vendor")
     if vendor not in SUPPORTED_VENDORS:
         raise _Refused(f"OpenSlide vendor {vendor!r} (direct decode proven for aperio/TIFF)")
