@@ -1,19 +1,31 @@
-"""Extraction throughput: the whole pipeline vs the model forward alone, same encoder and batch.
+"""Feature extraction speed: tile readers, pipeline vs model, and the gap between slides.
 
-    .venv/bin/python bench/extract.py [--n-tiles 128] [--encoder resnet50_trunc] [--batch-size 32]
-                                      [--num-workers 2] [--slide PATH --tiles TILES.zarr]
+    python bench/extract.py [--encoder resnet50_trunc] [--batch-size 32] [--num-workers 2]
+                            [--rounds 3] [--pipeline-tiles 96] [--group-tiles 32] [--device auto]
 
-* pipeline: ``Extractor.extract_slide`` end to end (DataLoader workers reading JPEG tiles by
-  coordinate from a pyramidal TIFF, resize, model, chunked zarr writes, final store);
-* model: the same ``Extractor.embed`` on tiles already decoded into memory, measured
-  before and after the pipeline (mean), so a drifting background load cancels out;
-* loader: the DataLoader alone (no model), to show the I/O headroom;
-* pipeline_wait_fraction: share of the pipeline's loop spent waiting for a batch (worker
-  start-up and first batch included): measured in the same run, so immune to other load.
+Three measurements on synthetic Aperio-like slides (JPEG, 240 px stored tiles, quality 80,
+``wsirisk.features.synthetic.write_repeated_slide``): a **40x case** (0.25 um/px; the tiling
+stage reads 512 px at level 0 -> 256 px tiles) and a **20x case** (0.5 um/px; reads 256 px),
+grid origin (0, 0) as the tiling stage makes it, then the encoder's resize (256 -> 224).
 
-Without ``--slide`` a synthetic textured 20x slide with ``--n-tiles`` 256 px tiles is written
-to a temp dir.  Prints a table, then one JSON line (pipeline_tiles_per_s, model_tiles_per_s,
-ratio, ...).  Random weights by default, labelled as such in the output.
+1. *Loader only, per CPU core*: each reader (``openslide`` per tile = today's path, ``region``,
+   ``jpeg_full`` = direct decode without DCT scaling, ``jpeg`` = direct decode as chosen, with
+   the 1/2 scaled decode on the 40x case, and ``nvjpeg`` on CUDA) reads every tile of the case
+   in this process, one thread, units and batches as the extraction stream uses them.  Readers
+   alternate over ``--rounds`` rounds; rates are medians, speed-ups the median of the per-round
+   ratios (so a load that drifts between rounds cancels).  The default reader is what
+   ``features.reader: auto`` picks for the case.
+2. *Pipeline vs model* on the default reader (40x case): ``Extractor.extract_slides`` end to end
+   (``--num-workers`` loader workers; reader choice, worker start and final store included)
+   against the encoder alone on as many tiles (decoded beforehand); model and pipeline runs
+   alternate (``--pipeline-rounds``) and each pipeline run is divided by the mean of the model
+   runs around it: ``ratio`` is the median, ``ratio_steady`` the same from the first batch in
+   to the last batch out.
+3. *Gap between slides*: three 20x slides in one job (one stream) and the same three slides one
+   call each (today's per-slide jobs): the time from a slide's last batch leaving the model to
+   the next slide's first batch reaching it, alone and as a share of a slide's time.
+
+Prints a table, then one JSON line.  Random weights by default, labelled as such.
 """
 
 from __future__ import annotations
@@ -21,126 +33,255 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from wsirisk.features.dataset import TileDataset, make_loader
 from wsirisk.features.encoders import build_encoder
-from wsirisk.features.extract import ExtractOptions, Extractor, read_tiles_store
-from wsirisk.features.synthetic import grid_coords, write_textured_slide, write_tiles_store
+from wsirisk.features.extract import ExtractOptions, Extractor, SlideJob, read_tiles_store
+from wsirisk.features.readers import ReadSpec, make_reader, plan_reader, units
+from wsirisk.features.synthetic import write_repeated_slide, write_tiles_store
+
+TILE_PX = 256
+MODEL_TILES = 1024  # decoded tiles for the model-only timing (cycled up to the pipeline's count)
+CASES = {"40x": (0.25, 512), "20x": (0.5, 256)}  # name: (level-0 um/px, read size at level 0)
 
 
-def _synthetic(root: Path, n_tiles: int, tile_px: int) -> tuple[Path, Path]:
-    cols = 16
+def _slide(root: Path, name: str, case: str, n_tiles: int, seed: int = 0) -> tuple[Path, Path]:
+    """An Aperio-like JPEG slide just large enough for ``n_tiles`` grid tiles (origin 0, the
+    last column and row running past the edge as the tiling stage's do) and its tiles store."""
+    mpp, read_px = CASES[case]
+    cols = max(2, math.ceil(math.sqrt(n_tiles)))
     rows = math.ceil(n_tiles / cols)
-    slide = write_textured_slide(root / "bench.tiff", cols * tile_px, rows * tile_px, seed=0)
-    coords = grid_coords(cols * tile_px, rows * tile_px, tile_px)[:n_tiles]
+    width, height = cols * read_px - read_px // 3, rows * read_px - read_px // 3
+    slide = write_repeated_slide(root / f"{name}.svs", width, height, mpp, seed=seed)
+    xs, ys = np.arange(0, width, read_px), np.arange(0, height, read_px)
+    coords = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)[:n_tiles]
     tiles = write_tiles_store(
-        root / "bench.zarr",
-        coords,
-        slide_path=slide,
-        slide_id="bench",
-        patient_id="bench",
-        tile_size_px=tile_px,
-    )
+        root / f"{name}.zarr", coords, slide_path=slide, slide_id=name, patient_id=name,
+        tile_size_px=TILE_PX, read_size_px=read_px, mpp=mpp,
+    )  # fmt: skip
     return slide, tiles
 
 
-def _model_tiles_per_s(extractor: Extractor, dataset: TileDataset, batch_size: int) -> float:
-    tiles = torch.from_numpy(np.stack([dataset.read(i)[0] for i in range(len(dataset))]))
-    extractor.embed(tiles[:batch_size])  # warm-up (allocator, oneDNN/cuDNN kernels)
+def _read_rate(spec: ReadSpec, batch_size: int, device: torch.device) -> float:
+    """Tiles/s of one reader in this process (units and batches as the stream cuts them)."""
+    reader = make_reader(spec)
+    decoder = None
+    if spec.reader == "nvjpeg":
+        from wsirisk.features.devicedecode import DeviceDecoder
+
+        decoder = DeviceDecoder(spec, device)
+    n = len(spec.coords)
+    start = time.perf_counter()
+    for a, b in units(n, 0, batch_size, 1024):
+        indices = np.arange(a, b)
+        reader.begin_unit(indices)
+        for s in range(a, b, batch_size):
+            batch = indices[s - a : s - a + batch_size]
+            data, ok = reader.read(batch)
+            if decoder is not None:
+                data, ok = decoder.decode(torch.from_numpy(batch), data, torch.from_numpy(ok))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    reader.close()
+    return n / (time.perf_counter() - start)
+
+
+def _loader_rates(
+    slide: Path, tiles: Path, batch_size: int, rounds: int, device: torch.device
+) -> tuple[dict[str, float], dict[str, float], str, str]:
+    """Median tiles/s per reader, median speed-up over openslide, default reader and its note."""
+    t = read_tiles_store(tiles)
+    geometry = t.geometry(224)
+    specs = {
+        "openslide": plan_reader(slide, t.coords, geometry, "openslide"),
+        "region": plan_reader(slide, t.coords, geometry, "region"),
+        "jpeg_full": plan_reader(slide, t.coords, geometry, "jpeg", allow_scaled=False),
+        "jpeg": plan_reader(slide, t.coords, geometry, "jpeg"),
+    }
+    if device.type == "cuda":
+        specs["nvjpeg"] = plan_reader(slide, t.coords, geometry, "nvjpeg", device=device)
+    default = plan_reader(slide, t.coords, geometry, "auto", device=device)
+    default_key = "jpeg" if default.reader == "jpeg" else default.reader
+    for spec in specs.values():  # warm-up: imports, page cache, first-call costs
+        _read_rate(replace(spec, coords=spec.coords[:8]), batch_size, device)
+    rates: dict[str, list[float]] = {k: [] for k in specs}
+    for _ in range(rounds):
+        for key, spec in specs.items():
+            rates[key].append(_read_rate(spec, batch_size, device))
+    ref = rates["openslide"]
+    speedups = {k: statistics.median(r / o for r, o in zip(v, ref, strict=True))
+                for k, v in rates.items()}  # fmt: skip
+    medians = {k: round(statistics.median(v), 1) for k, v in rates.items()}
+    for key, spec in specs.items():  # a reader that fell back is measured as what it became
+        if spec.reader != key.split("_")[0]:
+            print(f"  note: {key} ran as {spec.describe()}")
+    return medians, speedups, default_key, default.describe()
+
+
+def _model_rate(
+    extractor: Extractor, tiles_uint8: torch.Tensor, batch_size: int, n_tiles: int
+) -> float:
+    """The encoder alone on ``n_tiles`` tiles (the decoded ones, cycled), batches as in the run."""
+    extractor.embed(tiles_uint8[:batch_size])  # warm-up (allocator, oneDNN/cuDNN kernels)
     if extractor.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for first in range(0, len(tiles), batch_size):
-        extractor.embed(tiles[first : first + batch_size]).cpu()
-    return len(tiles) / (time.perf_counter() - start)
+    done = 0
+    while done < n_tiles:
+        first = done % len(tiles_uint8)
+        batch = tiles_uint8[first : first + min(batch_size, n_tiles - done)]
+        extractor.embed(batch).cpu()
+        done += len(batch)
+    return n_tiles / (time.perf_counter() - start)
 
 
-def _loader_tiles_per_s(dataset: TileDataset, batch_size: int, num_workers: int) -> float:
-    start = time.perf_counter()
-    count = sum(len(batch[0]) for batch in make_loader(dataset, batch_size, num_workers, False))
-    return count / (time.perf_counter() - start)
+def _gaps(outcomes: list) -> tuple[list[float], list[float]]:
+    """Gaps between consecutive slides (last batch out -> next first batch in) and slide times."""
+    times = [o.timing for o in outcomes]
+    gaps = [
+        max(0.0, b["first_batch"] - a["last_batch"])
+        for a, b in zip(times[:-1], times[1:], strict=True)
+    ]
+    spans = [t["last_batch"] - t["first_batch"] for t in times]
+    return gaps, spans
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-tiles", type=int, default=128)
-    parser.add_argument("--tile-px", type=int, default=256)
     parser.add_argument("--encoder", default="resnet50_trunc")
     parser.add_argument("--weights", default="random")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (model)")
-    parser.add_argument("--slide", type=Path, help="a real slide (with --tiles)")
-    parser.add_argument("--tiles", type=Path, help="its tiles store")
+    parser.add_argument("--rounds", type=int, default=3, help="loader rounds per reader")
+    parser.add_argument("--loader-tiles", type=int, default=128, help="tiles per loader case")
+    parser.add_argument("--pipeline-tiles", type=int, default=96, help="40x tiles, pipeline")
+    parser.add_argument("--pipeline-rounds", type=int, default=3, help="pipeline runs")
+    parser.add_argument("--group-tiles", type=int, default=32, help="tiles per grouped slide")
+    parser.add_argument("--n-slides", type=int, default=3, help="slides in the grouped job")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    import cv2
 
+    cv2.setNumThreads(1)  # loader rates per core
     options = ExtractOptions(
-        encoder=args.encoder,
-        weights=args.weights,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        device=args.device,
-    )
+        encoder=args.encoder, weights=args.weights, batch_size=args.batch_size,
+        num_workers=args.num_workers, device=args.device,
+    )  # fmt: skip
     encoder = build_encoder(options.encoder, options.weights)
     extractor = Extractor(encoder, options, progress=False)
+    device = extractor.device
+    result: dict = {"encoder": encoder.name, "weights": encoder.weights.label,
+                    "random_init": encoder.weights.random_init, "device": device.type,
+                    "precision": extractor.run_attrs()["precision"],
+                    "torch_threads": torch.get_num_threads(), "batch_size": args.batch_size,
+                    "num_workers": args.num_workers, "cpu_count": os.cpu_count()}  # fmt: skip
+    loader: dict[str, dict[str, float]] = {}
+    speedup: dict[str, dict[str, float]] = {}
+    defaults: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="wsirisk-bench-") as tmp:
         root = Path(tmp)
-        if args.slide:
-            slide, tiles = args.slide, args.tiles
-        else:
-            slide, tiles = _synthetic(root, args.n_tiles, args.tile_px)
-        tiles_input = read_tiles_store(tiles)
-        dataset = TileDataset(
-            slide, tiles_input.coords, tiles_input.geometry(encoder.input_size_px)
-        )
-        n_tiles = len(dataset)
+        paths = {name: _slide(root, name, name, args.loader_tiles) for name in CASES}
+        for name, (slide, tiles) in paths.items():
+            rates, ratios, default_key, note = _loader_rates(
+                slide, tiles, args.batch_size, args.rounds, device
+            )
+            loader[name], speedup[name] = rates, ratios
+            defaults[name] = f"{default_key}: {note}"
+            result[f"speedup_vs_openslide_{name}"] = round(ratios[default_key], 2)
+            result[f"n_tiles_{name}"] = len(read_tiles_store(tiles).coords)
 
-        # model, pipeline, model: the mean of the two model runs cancels a drifting load
-        model_before = _model_tiles_per_s(extractor, dataset, args.batch_size)
-        start = time.perf_counter()
-        extractor.extract_slide(slide, tiles, root / "features.zarr")
-        pipeline_tps = n_tiles / (time.perf_counter() - start)
-        timing = dict(extractor.last_timing)
-        model_after = _model_tiles_per_s(extractor, dataset, args.batch_size)
-        model_tps = (model_before + model_after) / 2
-        loader_tps = _loader_tiles_per_s(dataset, args.batch_size, args.num_workers)
+        # pipeline vs model on the default reader, 40x case
+        slide, tiles = _slide(root, "pipe40x", "40x", args.pipeline_tiles, seed=1)
+        t = read_tiles_store(tiles)
+        spec = plan_reader(slide, t.coords, t.geometry(encoder.input_size_px), "auto",
+                           device=device)  # fmt: skip
+        cpu_spec = replace(spec, reader="jpeg", scale=1) if spec.reader == "nvjpeg" else spec
+        reader = make_reader(cpu_spec)
+        n_pipe = len(t.coords)
+        decoded, _ = reader.read(np.arange(min(n_pipe, MODEL_TILES)))
+        reader.close()
+        decoded = torch.from_numpy(decoded)
+        # model, pipeline, model, pipeline, ..., model: each pipeline run against the mean of
+        # the model runs around it, so a load that drifts during the run cancels
+        models = [_model_rate(extractor, decoded, args.batch_size, n_pipe)]
+        pipelines, steadies, waits = [], [], []
+        for k in range(args.pipeline_rounds):
+            start = time.perf_counter()
+            piped = extractor.extract_slides([SlideJob(slide, tiles, root / f"pipe{k}.zarr")])[0]
+            pipelines.append(n_pipe / (time.perf_counter() - start))
+            timing = extractor.last_timing
+            waits.append(timing["wait_s"] / max(timing["total_s"], 1e-9))
+            span = piped.timing["last_batch"] - piped.timing["first_batch"]
+            steadies.append(n_pipe / max(span, 1e-9))  # first batch in -> last batch out
+            models.append(_model_rate(extractor, decoded, args.batch_size, n_pipe))
+        around = [(a + b) / 2 for a, b in zip(models[:-1], models[1:], strict=True)]
+        ratio = statistics.median(p / m for p, m in zip(pipelines, around, strict=True))
+        ratio_steady = statistics.median(p / m for p, m in zip(steadies, around, strict=True))
+        pipeline, steady = statistics.median(pipelines), statistics.median(steadies)
+        model = statistics.median(models)
 
-    result = {
-        "encoder": encoder.name,
-        "weights": encoder.weights.label,
-        "random_init": encoder.weights.random_init,
-        "device": extractor.device.type,
-        "precision": extractor.run_attrs()["precision"],
-        "torch_threads": torch.get_num_threads(),
-        "batch_size": args.batch_size,
-        "num_workers": args.num_workers,
-        "n_tiles": n_tiles,
-        "input_px": encoder.input_size_px,
-        "pipeline_tiles_per_s": round(pipeline_tps, 2),
-        "model_tiles_per_s": round(model_tps, 2),
-        "model_tiles_per_s_before_after": [round(model_before, 2), round(model_after, 2)],
-        "loader_tiles_per_s": round(loader_tps, 2),
-        "pipeline_wait_fraction": round(timing["wait_s"] / max(timing["total_s"], 1e-9), 3),
-        "ratio": round(pipeline_tps / model_tps, 3),
-    }
+        # gap between slides: one job for all vs one call per slide
+        group = [_slide(root, f"g{k}", "20x", args.group_tiles, seed=10 + k)
+                 for k in range(args.n_slides)]  # fmt: skip
+        jobs = [SlideJob(s, z, root / "grouped" / f"g{k}.zarr") for k, (s, z) in enumerate(group)]
+        grouped_gaps, grouped_spans = _gaps(extractor.extract_slides(jobs))
+        alone = [extractor.extract_slides([SlideJob(s, z, root / "alone" / f"g{k}.zarr")])[0]
+                 for k, (s, z) in enumerate(group)]  # fmt: skip
+        alone_gaps, alone_spans = _gaps(alone)
+
+    gap = statistics.mean(grouped_gaps) if grouped_gaps else 0.0
+    slide_s = statistics.mean(grouped_spans)
+    result.update(
+        loader_tiles_per_s_per_core=loader,
+        loader_speedup_vs_openslide={k: {r: round(v, 2) for r, v in s.items()}
+                                     for k, s in speedup.items()},  # fmt: skip
+        default_reader=defaults,
+        pipeline_tiles=n_pipe,
+        pipeline_reader=spec.describe(),
+        pipeline_tiles_per_s=round(pipeline, 2),
+        pipeline_steady_tiles_per_s=round(steady, 2),
+        model_tiles_per_s=round(model, 2),
+        model_tiles_per_s_runs=[round(m, 2) for m in models],
+        pipeline_tiles_per_s_runs=[round(p, 2) for p in pipelines],
+        pipeline_wait_fraction=round(statistics.median(waits), 3),
+        ratio=round(ratio, 3),
+        ratio_steady=round(ratio_steady, 3),
+        group_slides=args.n_slides,
+        group_tiles_per_slide=args.group_tiles,
+        gap_between_slides_s=round(gap, 4),
+        gap_share_of_slide=round(gap / max(slide_s, 1e-9), 4),
+        slide_seconds=round(slide_s, 3),
+        gap_between_slides_s_one_call_per_slide=round(statistics.mean(alone_gaps), 4)
+        if alone_gaps else None,
+        load_avg_before_after=[round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    )  # fmt: skip
     label = " (RANDOM weights)" if encoder.weights.random_init else ""
     print(f"encoder {encoder.name}{label}, batch {args.batch_size}, {args.num_workers} workers, "
-          f"{n_tiles} tiles, {result['device']} {result['precision']}, "
-          f"{result['torch_threads']} torch threads")  # fmt: skip
-    print(f"  model forward (pre-loaded tiles): {model_tps:8.2f} tiles/s")
-    print(f"  pipeline (read + model + store):  {pipeline_tps:8.2f} tiles/s")
-    print(f"  loader only (no model):           {loader_tps:8.2f} tiles/s")
-    print(f"  ratio pipeline / model:           {result['ratio']:8.3f}")
-    print(f"  pipeline time waiting for tiles:  {result['pipeline_wait_fraction']:8.1%}")
+          f"{result['device']} {result['precision']}, {result['torch_threads']} torch threads")  # fmt: skip
+    for name in CASES:
+        print(f"  {name} loader tiles/s per core (speed-up vs openslide), default {defaults[name]}")
+        for key, rate in loader[name].items():
+            print(f"    {key:10s} {rate:8.1f}  ({speedup[name][key]:.2f}x)")
+    print(f"  model forward (pre-loaded tiles): {model:8.2f} tiles/s")
+    print(f"  pipeline (read + model + store):  {pipeline:8.2f} tiles/s")
+    print(f"  ratio pipeline / model:           {result['ratio']:8.3f} "
+          f"(steady state {result['ratio_steady']:.3f})")  # fmt: skip
+    print(f"  gap between slides, one job:      {gap:8.3f} s "
+          f"({result['gap_share_of_slide']:.1%} of a {slide_s:.1f} s slide)")  # fmt: skip
+    print(f"  gap, one call per slide:          "
+          f"{result['gap_between_slides_s_one_call_per_slide'] or 0:8.3f} s")  # fmt: skip
     print(json.dumps(result))
     return 0
 

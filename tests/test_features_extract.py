@@ -100,8 +100,9 @@ def _corrupt_level0_tile(path: Path, tile_index: int) -> None:
         handle.write(bytes(size))  # zeros: not JPEG data
 
 
+@pytest.mark.parametrize("reader", ["openslide", "region", "jpeg"])
 def test_undecodable_tile_is_skipped_and_counted(
-    encoder: Encoder, slide: tuple[Path, Path, np.ndarray], tmp_path: Path
+    encoder: Encoder, slide: tuple[Path, Path, np.ndarray], tmp_path: Path, reader: str
 ) -> None:
     slide_path, tiles, coords = slide
     broken = tmp_path / "broken.tiff"
@@ -110,9 +111,11 @@ def test_undecodable_tile_is_skipped_and_counted(
     bad_xy = np.array([2 * TILE_PX, 1 * TILE_PX])  # TIFF tile (row 1, col 2)
     _corrupt_level0_tile(broken, 1 * per_row + 2)
 
-    attrs = _extract(encoder, broken, tiles, tmp_path / "f.zarr", num_workers=2, batch_size=8)
+    attrs = _extract(encoder, broken, tiles, tmp_path / "f.zarr", num_workers=2, batch_size=8,
+                     reader=reader)  # fmt: skip
     feats, got_coords, _ = load_features(tmp_path / "f.zarr")
     keep = ~np.all(coords == bad_xy, axis=1)
+    assert attrs["reader"] == reader
     assert (attrs["n_tiles"], attrs["n_tiles_failed"]) == (47, 1)
     assert attrs["status"] == "ok" and "1 of 48" in attrs["reason"]
     np.testing.assert_array_equal(got_coords, coords[keep])

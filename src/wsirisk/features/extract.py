@@ -2,12 +2,21 @@
 
     wsirisk extract --slide S.svs --tiles S.zarr --out F.zarr [--slide ... --tiles ... --out ...]
                     --options '{"encoder": "resnet50_trunc", "weights": "random", ...}'
+                    [--manifest batch.tsv]
 
 ``--options`` is the config's ``features`` section.  Per slide the result is a zarr v3 store
 (``features`` float16 (N, D), ``coords`` int64 (N, 2), attrs: status, reason, slide_id,
 patient_id, encoder, dim, weights, weights_sha256, transform, n_tiles, n_tiles_failed,
-random_init, complete).  Work goes to a resumable hidden partial (wsirisk.features.partial)
-and the final store appears atomically when every tile is done.
+random_init, reader, reader_note, identity, complete).  Work goes to a resumable hidden partial
+(wsirisk.features.partial) and the final store appears atomically when every tile is done.
+
+Several slides in one call share the encoder and one stream of tile batches
+(wsirisk.features.stream): the next slide's tiles are read while the current one finishes, and
+each slide's store is still written and resumed on its own.  A slide whose store is already
+complete with the same identity (tiles, slide file, encoder, weights, transform, device,
+precision, reader) is skipped.  ``--manifest`` writes one TSV row per slide at the end
+(:data:`MANIFEST_COLUMNS`); a slide that raised is a row with status ``error`` and the command
+exits 1 after finishing the others.
 """
 
 from __future__ import annotations
@@ -19,19 +28,22 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, fields
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from wsirisk.features.dataset import TileDataset, TileGeometry, make_loader
+from wsirisk.features.dataset import TileGeometry
 from wsirisk.features.encoders import Encoder, build_encoder
 from wsirisk.features.partial import PartialStore
+from wsirisk.features.readers import READER_CHOICES, ReadSpec, plan_reader
+from wsirisk.features.stream import SlideWork, make_stream_loader
 from wsirisk.layout import ATTR_REASON, ATTR_STATUS, FEAT_COORDS, FEAT_FEATURES, SLIDE_COORDS
 from wsirisk.slides.read import open_slide
-from wsirisk.store import atomic_group, open_group
+from wsirisk.store import atomic_group, open_group, write_text
 
 log = logging.getLogger("wsirisk.extract")
 
@@ -56,6 +68,8 @@ class ExtractOptions:
     seed: int = 0  # random init seed
     input_size_px: int | None = None  # override the encoder's input size
     threads: int | None = None  # torch threads of the main (model) process
+    reader: str = "auto"  # auto | openslide | region | jpeg | nvjpeg (wsirisk.features.readers)
+    slides_per_job: int = 16  # slides per extraction job (the workflow's batches; unused here)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "features options") -> ExtractOptions:
@@ -70,7 +84,7 @@ class ExtractOptions:
         return options
 
     def validate(self, where: str) -> None:
-        for key in ("batch_size", "chunk_tiles"):
+        for key in ("batch_size", "chunk_tiles", "slides_per_job"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
@@ -80,6 +94,9 @@ class ExtractOptions:
             raise ValueError(
                 f"{where}: precision must be auto|fp32|bf16|fp16, got {self.precision!r}"
             )
+        if self.reader not in READER_CHOICES:
+            raise ValueError(f"{where}: reader must be one of {'|'.join(READER_CHOICES)}, "
+                             f"got {self.reader!r}")  # fmt: skip
         if not (self.device in {"auto", "cpu", "cuda"} or str(self.device).startswith("cuda:")):
             raise ValueError(f"{where}: device must be auto|cpu|cuda[:N], got {self.device!r}")
 
@@ -188,6 +205,78 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class SlideJob:
+    """One ``--slide/--tiles/--out`` triple."""
+
+    slide: Path
+    tiles: Path
+    out: Path
+
+
+@dataclass
+class SlideOutcome:
+    """What happened to one slide of a job (one manifest row)."""
+
+    job: SlideJob
+    action: str  # extracted | resumed | done (already complete) | empty | error
+    attrs: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    seconds: float = 0.0
+    timing: dict[str, float] = field(default_factory=dict)  # first/last batch (perf_counter)
+
+    def row(self) -> dict[str, Any]:
+        a = self.attrs
+        return {
+            "slide_id": a.get("slide_id", ""),
+            "patient_id": a.get("patient_id", ""),
+            "store": str(self.job.out),
+            "status": "error" if self.error else a.get(ATTR_STATUS, ""),
+            "reason": self.error or a.get(ATTR_REASON, ""),
+            "n_tiles": a.get("n_tiles", ""),
+            "n_tiles_failed": a.get("n_tiles_failed", ""),
+            "reader": a.get("reader", ""),
+            "seconds": f"{self.seconds:.2f}",
+            "action": self.action,
+        }
+
+
+MANIFEST_COLUMNS = (
+    "slide_id", "patient_id", "store", "status", "reason", "n_tiles", "n_tiles_failed",
+    "reader", "seconds", "action",
+)  # fmt: skip
+
+
+def write_manifest(path: Path, outcomes: list[SlideOutcome]) -> None:
+    """One TSV row per slide (atomic); tabs/newlines inside a value become spaces."""
+
+    def clean(value: Any) -> str:
+        return " ".join(str(value).split())
+
+    lines = ["\t".join(MANIFEST_COLUMNS)]
+    lines += ["\t".join(clean(o.row()[c]) for c in MANIFEST_COLUMNS) for o in outcomes]
+    write_text(Path(path), "\n".join(lines) + "\n")
+
+
+@dataclass
+class _Active:
+    """A slide being extracted: its partial store, reorder buffer and reader."""
+
+    key: int
+    job: SlideJob
+    tiles: TilesInput
+    attrs: dict[str, Any]
+    spec: ReadSpec
+    partial: PartialStore
+    buffer: _ChunkBuffer
+    resumed: bool
+    started: float
+    decoder: Any = None  # DeviceDecoder of an nvjpeg slide
+    error: str = ""
+    first_batch: float | None = None
+    last_batch: float | None = None
+
+
 class Extractor:
     """One loaded encoder applied to slides; features are identical whatever the batching."""
 
@@ -197,7 +286,8 @@ class Extractor:
         self.amp_dtype = autocast_dtype(encoder, self.device, options.precision)
         self.encoder = encoder.to(self.device)
         self.progress = progress
-        self.last_timing: dict[str, float] = {}  # wait_s / total_s of the last slide's loop
+        self.last_timing: dict[str, float] = {}  # wait_s / total_s of the last stream's loop
+        self.allow_scaled = True  # DCT-domain scaled decode where it applies (benchmarks flip it)
 
     def run_attrs(self) -> dict[str, Any]:
         return {
@@ -217,8 +307,44 @@ class Extractor:
             return self.encoder(x)
 
     def extract_slide(self, slide_path: Path, tiles_path: Path, out_path: Path) -> dict[str, Any]:
-        """Features of one slide into ``out_path``; resumes a matching partial.  Returns attrs."""
-        tiles = read_tiles_store(tiles_path)
+        """Features of one slide into ``out_path``; resumes a matching partial.  Returns attrs.
+
+        Errors (missing slide, bad tiles store) are raised, naming the file.
+        """
+        outcome = self.extract_slides([SlideJob(Path(slide_path), Path(tiles_path),
+                                                Path(out_path))], raise_errors=True)[0]  # fmt: skip
+        return outcome.attrs
+
+    def extract_slides(
+        self, jobs: list[SlideJob], raise_errors: bool = False
+    ) -> list[SlideOutcome]:
+        """Extract every job with one stream of batches; outcomes in job order.
+
+        With ``raise_errors`` the first error propagates; otherwise a slide that fails becomes
+        an ``error`` outcome (its partial kept for a resume) and the others go on.
+        """
+        outcomes: dict[int, SlideOutcome] = {}
+        active: dict[int, _Active] = {}
+        for key, job in enumerate(jobs):
+            started = time.perf_counter()
+            try:
+                prepared = self._prepare(key, job, started)
+            except Exception as exc:
+                if raise_errors:
+                    raise
+                log.error("%s: %s", job.slide, exc)
+                prepared = SlideOutcome(job, "error", error=f"{type(exc).__name__}: {exc}")
+            if isinstance(prepared, SlideOutcome):
+                prepared.seconds = time.perf_counter() - started
+                outcomes[key] = prepared
+            else:
+                active[key] = prepared
+        if active:
+            self._stream(active, outcomes, raise_errors)
+        return [outcomes[key] for key in range(len(jobs))]
+
+    def _prepare(self, key: int, job: SlideJob, started: float) -> _Active | SlideOutcome:
+        tiles = read_tiles_store(job.tiles)
         enc = self.encoder
         if not tiles.ok:
             attrs = _base_attrs(tiles, enc, None)
@@ -226,82 +352,149 @@ class Extractor:
                 attrs[ATTR_REASON] = "no tiles"
             attrs.update(n_tiles=0, n_tiles_failed=0, n_tiles_input=0, **self.run_attrs())
             empty = np.zeros((0, enc.dim), np.float16)
-            _write_final(out_path, attrs, empty, np.zeros((0, 2), np.int64))
-            log.info(
-                "%s: %s (%s); empty features store",
-                out_path,
-                attrs[ATTR_STATUS],
-                attrs[ATTR_REASON],
-            )
-            return attrs
-        open_slide(slide_path).close()  # fail early, naming the file
+            _write_final(job.out, attrs, empty, np.zeros((0, 2), np.int64))
+            log.info("%s: %s (%s); empty features store", job.out, attrs[ATTR_STATUS],
+                     attrs[ATTR_REASON])  # fmt: skip
+            return SlideOutcome(job, "empty", attrs)
+        open_slide(job.slide).close()  # fail early, naming the file
         geometry = tiles.geometry(enc.input_size_px)
+        spec = plan_reader(job.slide, tiles.coords, geometry, self.options.reader, self.device,
+                           allow_scaled=self.allow_scaled)  # fmt: skip
         attrs = _base_attrs(tiles, enc, geometry)
-        n_tiles = len(tiles.coords)
+        attrs.update(reader=spec.reader, reader_note=spec.note)
         identity = {
             "tiles_sha256": tiles.sha256(),
-            "slide_file": [Path(slide_path).name, Path(slide_path).stat().st_size],
+            "slide_file": [Path(job.slide).name, Path(job.slide).stat().st_size],
             **{k: attrs[k] for k in ("encoder", "weights_sha256", "params_sha256", "transform")},
             **self.run_attrs(),
+            "reader": [spec.reader, spec.scale],
         }
+        attrs["identity"] = identity
+        done = _complete_attrs(job.out)
+        if done is not None and _same(done.get("identity"), identity):
+            log.info("%s: complete with the same inputs and settings; skipped", job.out)
+            return SlideOutcome(job, "done", done)
+        n_tiles = len(tiles.coords)
         partial = PartialStore.open_or_create(
-            out_path, identity, n_tiles, enc.dim, self.options.chunk_tiles
+            job.out, identity, n_tiles, enc.dim, self.options.chunk_tiles
         )
         if partial.n_done:
-            log.info("resuming %s at tile %d/%d", out_path, partial.n_done, n_tiles)
-        self._fill(partial, TileDataset(slide_path, tiles.coords, geometry, partial.n_done), attrs)
-        features, ok = partial.read_all()
+            log.info("resuming %s at tile %d/%d", job.out, partial.n_done, n_tiles)
+        decoder = None
+        if spec.reader == "nvjpeg":
+            from wsirisk.features.devicedecode import DeviceDecoder
+
+            decoder = DeviceDecoder(spec, self.device)
+        return _Active(key, job, tiles, attrs, spec, partial, _ChunkBuffer(partial),
+                       partial.n_done > 0, started, decoder)  # fmt: skip
+
+    def _stream(
+        self, active: dict[int, _Active], outcomes: dict[int, SlideOutcome], raise_errors: bool
+    ) -> None:
+        """Run the encoder over every active slide's remaining tiles; finalize each when done."""
+        works = [SlideWork(a.key, a.spec, a.partial.n_done) for a in active.values()]
+        remaining = sum(w.n_tiles - w.start for w in works)
+        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsirisk-finalize")
+        pending: dict[int, Future] = {}
+        for a in active.values():
+            if a.buffer.complete:
+                pending[a.key] = finisher.submit(self._finalize, a)
+        loader = make_stream_loader(
+            works, self.options.batch_size, self.options.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        timing = {"wait_s": 0.0, "total_s": 0.0}
+        started = time.perf_counter()
+        bar = _progress(remaining, 0, "extract", self.progress and remaining > 0)
+        try:
+            with bar:
+                for key, indices, data, ok, error in _timed(loader if remaining else [], timing):
+                    a = active[key]
+                    if a.error:
+                        continue
+                    if error:
+                        a.error = error
+                        log.error("%s", error)
+                        if raise_errors:
+                            raise RuntimeError(error)
+                        continue
+                    a.first_batch = a.first_batch or time.perf_counter()
+                    if a.decoder is not None:
+                        data, ok = a.decoder.decode(indices, data, ok)
+                    features = self.embed(data)
+                    if features.shape[1] != a.partial.features.shape[1]:
+                        raise RuntimeError(
+                            f"encoder {a.attrs['encoder']} gave {features.shape[1]}-d features, "
+                            f"expected {a.partial.features.shape[1]}"
+                        )
+                    a.buffer.add(
+                        int(indices[0]), features.to(torch.float16).cpu().numpy(),
+                        ok.cpu().numpy(),
+                    )  # fmt: skip
+                    a.last_batch = time.perf_counter()
+                    bar.update(len(indices))
+                    if a.buffer.complete:
+                        pending[key] = finisher.submit(self._finalize, a)
+        finally:
+            timing["total_s"] = time.perf_counter() - started
+            self.last_timing = timing
+            finisher.shutdown(wait=True)
+        for key, a in active.items():
+            future = pending.get(key)
+            if future is None:
+                reason = a.error or "stream ended before every tile was read"
+                outcomes[key] = SlideOutcome(a.job, "error", a.attrs, error=reason)
+            else:
+                try:
+                    outcomes[key] = future.result()
+                except Exception as exc:
+                    if raise_errors:
+                        raise
+                    log.error("%s: %s", a.job.out, exc)
+                    outcomes[key] = SlideOutcome(a.job, "error", a.attrs, error=str(exc))
+            outcomes[key].seconds = time.perf_counter() - a.started
+            outcomes[key].timing = {"first_batch": a.first_batch or 0.0,
+                                    "last_batch": a.last_batch or 0.0}  # fmt: skip
+        log.info("%d tiles in %.1f s (%.0f%% of it waiting for tiles)", remaining,
+                 timing["total_s"], 100 * timing["wait_s"] / max(timing["total_s"], 1e-9))  # fmt: skip
+
+    def _finalize(self, a: _Active) -> SlideOutcome:
+        """Write the final store from the finished partial (runs beside the model)."""
+        features, ok = a.partial.read_all()
+        n_tiles = len(a.tiles.coords)
         n_failed = int((~ok).sum())
+        attrs = dict(a.attrs)
         attrs.update(
-            n_tiles=int(ok.sum()),
-            n_tiles_failed=n_failed,
-            n_tiles_input=n_tiles,
+            n_tiles=int(ok.sum()), n_tiles_failed=n_failed, n_tiles_input=n_tiles,
             **self.run_attrs(),
-        )
+        )  # fmt: skip
         if n_failed == n_tiles:
             attrs.update(
                 {ATTR_STATUS: "failed", ATTR_REASON: f"all {n_tiles} tiles failed to decode"}
             )
         elif n_failed:
             attrs[ATTR_REASON] = f"{n_failed} of {n_tiles} tiles failed to decode (skipped)"
-        _write_final(out_path, attrs, features[ok], tiles.coords[ok])
-        partial.remove()
-        return attrs
+        _write_final(a.job.out, attrs, features[ok], a.tiles.coords[ok])
+        a.partial.remove()
+        seconds = time.perf_counter() - a.started
+        log.info("%s: %d tiles (%d failed) in %.1f s, reader %s -> %s", attrs.get("slide_id"),
+                 n_tiles, n_failed, seconds, a.spec.describe(), a.job.out)  # fmt: skip
+        return SlideOutcome(a.job, "resumed" if a.resumed else "extracted", attrs)
 
-    def _fill(self, partial: PartialStore, dataset: TileDataset, attrs: dict[str, Any]) -> None:
-        """Run the encoder over the remaining tiles, writing whole chunks as they complete."""
-        if len(dataset) == 0:
-            return
-        loader = make_loader(
-            dataset,
-            self.options.batch_size,
-            self.options.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
-        buffer = _ChunkBuffer(partial)
-        bar = _progress(partial.n_tiles, partial.n_done, str(attrs.get("slide_id")), self.progress)
-        timing = {"wait_s": 0.0, "total_s": 0.0}
-        started = time.perf_counter()
-        with bar:
-            for indices, tiles_uint8, ok in _timed(loader, timing):
-                features = self.embed(tiles_uint8)
-                if features.shape[1] != partial.features.shape[1]:
-                    raise RuntimeError(
-                        f"encoder {attrs['encoder']} gave {features.shape[1]}-d features, "
-                        f"expected {partial.features.shape[1]}"
-                    )
-                buffer.add(int(indices[0]), features.to(torch.float16).cpu().numpy(), ok.numpy())
-                bar.update(len(indices))
-        timing["total_s"] = time.perf_counter() - started
-        self.last_timing = timing
-        log.info(
-            "%s: %d tiles in %.1f s (%.1f tiles/s, %.0f%% of it waiting for tiles)",
-            attrs.get("slide_id"),
-            len(dataset),
-            timing["total_s"],
-            len(dataset) / max(timing["total_s"], 1e-9),
-            100 * timing["wait_s"] / max(timing["total_s"], 1e-9),
-        )
+
+def _complete_attrs(path: Path) -> dict[str, Any] | None:
+    """Attributes of a complete features store at ``path``, else None."""
+    if not (Path(path) / "zarr.json").exists():
+        return None
+    try:
+        attrs = dict(open_group(path, mode="r").attrs)
+    except Exception:  # noqa: BLE001 - unreadable: not complete
+        return None
+    return attrs if attrs.get("complete") is True else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _timed(loader: Any, timing: dict[str, float]) -> Any:
@@ -319,7 +512,7 @@ def _timed(loader: Any, timing: dict[str, float]) -> Any:
 
 
 class _ChunkBuffer:
-    """Per-batch results in tile order; each chunk goes to the partial once it is whole."""
+    """Per-batch results put back in tile order; each chunk goes to the partial once whole."""
 
     def __init__(self, partial: PartialStore) -> None:
         self.partial = partial
@@ -327,13 +520,21 @@ class _ChunkBuffer:
         self.features: list[np.ndarray] = []
         self.ok: list[np.ndarray] = []
         self.n_held = 0
+        self.waiting: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # arrived ahead of order
+
+    @property
+    def complete(self) -> bool:
+        return self.next_tile >= self.partial.n_tiles
 
     def add(self, first_tile: int, features_f16: np.ndarray, ok: np.ndarray) -> None:
-        if first_tile != self.next_tile + self.n_held:
-            raise RuntimeError(f"tile order broken: got tile {first_tile}")
-        self.features.append(features_f16)
-        self.ok.append(ok)
-        self.n_held += len(features_f16)
+        if first_tile < self.next_tile + self.n_held or first_tile in self.waiting:
+            raise RuntimeError(f"tile order broken: tile {first_tile} arrived twice")
+        self.waiting[first_tile] = (features_f16, ok)
+        while (expected := self.next_tile + self.n_held) in self.waiting:
+            features, flags = self.waiting.pop(expected)
+            self.features.append(features)
+            self.ok.append(flags)
+            self.n_held += len(features)
         size = min(self.partial.chunk_tiles, self.partial.n_tiles - self.next_tile)
         while 0 < size <= self.n_held:
             features, flags = np.concatenate(self.features), np.concatenate(self.ok)
@@ -354,6 +555,10 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (model)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--manifest", type=Path, default=None,
+        help="TSV written at the end: one row per slide (status, reader, seconds, ...)",
+    )  # fmt: skip
 
 
 def load_extractor(options: ExtractOptions, progress: bool = True) -> Extractor:
@@ -380,7 +585,7 @@ def parse_options(text: str) -> ExtractOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the encoder once, then extract every (slide, tiles, out) triple in order."""
+    """Load the encoder once, then extract every (slide, tiles, out) triple in one stream."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not len(args.slide) == len(args.tiles) == len(args.out):
         print(
@@ -394,25 +599,31 @@ def run(args: argparse.Namespace) -> int:
     if threads:
         torch.set_num_threads(int(threads))
     extractor = load_extractor(options, progress=not args.no_progress)
-    for slide, tiles, out in zip(args.slide, args.tiles, args.out, strict=True):
-        attrs = extractor.extract_slide(slide, tiles, out)
-        log.info(
-            "%s: %s, %d tiles (%d failed) -> %s",
-            attrs.get("slide_id"),
-            attrs[ATTR_STATUS],
-            attrs["n_tiles"],
-            attrs["n_tiles_failed"],
-            out,
-        )
-    return 0
+    jobs = [SlideJob(s, t, o) for s, t, o in zip(args.slide, args.tiles, args.out, strict=True)]
+    outcomes = extractor.extract_slides(jobs)
+    for outcome in outcomes:
+        row = outcome.row()
+        log.info("%s: %s (%s), %s tiles (%s failed), reader %s -> %s", row["slide_id"] or
+                 outcome.job.slide, row["status"], outcome.action, row["n_tiles"],
+                 row["n_tiles_failed"], row["reader"], row["store"])  # fmt: skip
+    if args.manifest is not None:
+        write_manifest(args.manifest, outcomes)
+    errors = [o for o in outcomes if o.error]
+    for outcome in errors:
+        print(f"wsirisk extract: {outcome.job.slide}: {outcome.error}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 __all__ = [
+    "MANIFEST_COLUMNS",
     "ExtractOptions",
     "Extractor",
+    "SlideJob",
+    "SlideOutcome",
     "build_parser",
     "load_extractor",
     "parse_options",
     "read_tiles_store",
     "run",
+    "write_manifest",
 ]

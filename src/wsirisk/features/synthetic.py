@@ -71,3 +71,57 @@ def write_tiles_store(
     with atomic_group(Path(path), attrs) as group:
         group.create_array(SLIDE_COORDS, data=coords, chunks=(max(1, len(coords)), 2))
     return Path(path)
+
+
+def write_repeated_slide(
+    path: Path,
+    width_px: int,
+    height_px: int,
+    mpp: float,
+    *,
+    stored_px: int = 240,
+    quality: int = 80,
+    period_px: int = 1920,
+    seed: int = 0,
+) -> Path:
+    """A single-level Aperio-style JPEG TIFF of any size, written in seconds.
+
+    A ``period_px`` textured patch is cut into ``stored_px`` tiles and each is JPEG-encoded
+    once (YCbCr 4:2:0, JFIF, ``quality``); the slide repeats them, so its stored tiles are real,
+    independent JPEG streams (a reader decodes each) while the file takes no image in memory.
+    ``period_px`` must be a multiple of ``stored_px``.
+    """
+    import imagecodecs
+    import tifffile
+
+    if period_px % stored_px:
+        raise ValueError(f"period_px {period_px} is not a multiple of stored_px {stored_px}")
+    texture = textured_rgb(period_px, period_px, seed=seed)
+    per = period_px // stored_px
+    encoded = [
+        [imagecodecs.jpeg8_encode(texture[r * stored_px : (r + 1) * stored_px,
+                                          c * stored_px : (c + 1) * stored_px], level=quality)
+         for c in range(per)]
+        for r in range(per)
+    ]  # fmt: skip
+    rows, cols = -(-height_px // stored_px), -(-width_px // stored_px)
+
+    def tiles() -> Any:
+        for r in range(rows):
+            for c in range(cols):
+                yield encoded[r % per][c % per]
+
+    objective = round(10.0 / mpp)
+    description = (
+        f"Aperio Image Library v12.0.0\r\n{width_px}x{height_px} ({stored_px}x{stored_px}) "
+        f"JPEG/YCbCr Q={quality}|AppMag = {objective:g}|MPP = {mpp:.4f}"
+    )
+    px_per_cm = 1e4 / mpp
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        tif.write(
+            tiles(), shape=(height_px, width_px, 3), dtype=np.uint8,
+            tile=(stored_px, stored_px), compression="jpeg", photometric="ycbcr",
+            subsampling=(2, 2), description=description, metadata=None,
+            resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
+        )  # fmt: skip
+    return Path(path)
