@@ -13,7 +13,11 @@ rule extract:
         L.features_batch(ENCODER, "{batch}"),
     params:
         slides=_extract_args,
-        options=options("features"),
+        # slides_per_job shapes the batches, not the features: left out so changing it does
+        # not rerun extraction (complete stores are reused by identity anyway)
+        options=json.dumps(
+            {k: v for k, v in config["features"].items() if k != "slides_per_job"}, sort_keys=True
+        ),
     log:
         L.log("extract", "batch{batch}"),
     conda:
