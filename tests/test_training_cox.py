@@ -150,9 +150,9 @@ def test_train_cli_with_extra_table_and_checkpoint_reload(tmp_path: Path) -> Non
 
     val = list(group.attrs["val_patients"])
     k = next(i for i, p in enumerate(val) if p not in patients[:30])
-    folds, median = load_run(tmp_path)
+    run = load_run(tmp_path)
     row = pd.read_csv(csv).set_index("case_id").loc[val[k]].to_dict()
-    got = predict_patient(folds, median, None, row)
+    got = predict_patient(run, None, row, allow_missing=True, folds=[run.folds[0]])
     assert got["risk"] == pytest.approx(float(group["val_risk"][k]), abs=1e-5)
     np.testing.assert_allclose(got["survival"], group["val_survival"][k], atol=1e-5)
 
