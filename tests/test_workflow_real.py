@@ -97,6 +97,7 @@ def test_bad_rows_become_qc_rows_and_the_rest_finishes(cohort_files: Path, tmp_p
     assert missing["slide_id"] == "MISSING-DX1" and f"line {first_bad + 2}" in missing["reason"]
     trunc = next(row for row in qc if row["slide_id"] == "TRUNC-DX1")
     assert trunc["status"] == "failed", trunc
+    assert (trunc["sheet"], trunc["sheet_line"]) == (str(sheet), str(first_bad + 3))
     ok = [row for row in qc if row["status"] == "ok"]
     assert len(ok) == N
 

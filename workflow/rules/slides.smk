@@ -33,6 +33,7 @@ rule tile:
 rule qc_slides:
     input:
         stores=tile_stores,
+        sheet=L.sheet,
         sheet_qc=L.qc_sheet,
     output:
         L.qc_slides,
@@ -42,4 +43,5 @@ rule qc_slides:
         "../../envs/slides.yaml"
     threads: 1
     shell:
-        "wsirisk qc-slides {input.stores} --sheet-qc {input.sheet_qc} --out {output} > {log} 2>&1"
+        "wsirisk qc-slides {input.stores} --sheet {input.sheet} --sheet-qc {input.sheet_qc} "
+        "--out {output} > {log} 2>&1"

@@ -45,6 +45,8 @@ QC_COLUMNS: tuple[str, ...] = (
     "preset",
     "params_hash",
     "slide_path",
+    "sheet",  # the sample sheet the slide came from and its line (with --sheet / --sheet-qc)
+    "sheet_line",
 )
 _REQUIRED = ("slide_id", ATTR_STATUS)
 
@@ -93,11 +95,26 @@ def sheet_rows(path: Path) -> list[dict[str, str]]:
             patient_id=_cell(record["patient_id"]),
             reason_code=_cell(record["reason_code"]),
             slide_path=_cell(record["path"]),
+            sheet=_cell(record["sheet"]),
+            sheet_line=_cell(record["line"]),
         )
         row[ATTR_STATUS] = "rejected"
         row[ATTR_REASON] = _cell(record["reason"])
         rows.append(row)
     return rows
+
+
+def add_sheet_lines(rows: list[dict[str, str]], sheet: Path) -> None:
+    """Fill ``sheet`` / ``sheet_line`` of the store rows from the validated sheet (L.sheet)."""
+    from wsirisk.cohort.sheet import read_tsv
+
+    where = {
+        r["slide_id"]: (r["sheet"], r["line"])
+        for r in read_tsv(sheet, ("slide_id", "sheet", "line"), "validated sheet (--sheet)")
+    }
+    for row in rows:
+        if row["slide_id"] in where and not row["sheet"]:
+            row["sheet"], row["sheet_line"] = where[row["slide_id"]]
 
 
 def write_qc(rows: list[dict[str, str]], out: Path) -> None:
@@ -117,11 +134,16 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sheet-qc", type=Path, help="rejected sheet rows (qc/sheet.tsv from `wsirisk sheet`)"
     )
+    parser.add_argument(
+        "--sheet", type=Path, help="the validated sheet (`wsirisk sheet --out`): sheet and line"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         rows = qc_table(args.stores)
+        if args.sheet is not None:
+            add_sheet_lines(rows, args.sheet)
         if args.sheet_qc is not None:
             rows += sheet_rows(args.sheet_qc)
     except (FileNotFoundError, ValueError) as exc:
