@@ -114,7 +114,7 @@ def test_m4survive_fold_is_deterministic_with_breslow_curves(fold, tmp_path: Pat
         train_fold(data, dataclasses.replace(opts, batch_size=1), bank, log=lambda _: None)
 
 
-def test_train_cli_with_extra_table_and_checkpoint_reload(tmp_path: Path) -> None:
+def test_train_cli_with_extra_table_and_checkpoint_reload(tmp_path: Path, capsys) -> None:
     csv, sig = write_cohort(tmp_path)
     omics_store, splits = tmp_path / "omics.zarr", tmp_path / "splits.zarr"
     build_omics(csv, sig, omics_store, tmp_path / "qc.tsv")
@@ -155,6 +155,15 @@ def test_train_cli_with_extra_table_and_checkpoint_reload(tmp_path: Path) -> Non
     got = predict_patient(run, None, row, allow_missing=True, folds=[run.folds[0]])
     assert got["risk"] == pytest.approx(float(group["val_risk"][k]), abs=1e-5)
     np.testing.assert_allclose(got["survival"], group["val_survival"][k], atol=1e-5)
+    # a validation patient with a row in the extra table: --extra-table reproduces its risk
+    # through the CLI (the fold's extra scaler), and without the table it is refused
+    j = next(i for i, p in enumerate(val) if p in patients[:30])
+    argv = ["predict", "--run", str(tmp_path), "--omics-table", str(csv), "--case-id", val[j]]
+    assert main([*argv, "--extra-table", f"rad={tmp_path / 'rad.csv'}"]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["fold_risks"][0] == pytest.approx(float(group["val_risk"][j]), abs=1e-5)
+    assert "rad" in scored["modalities"]
+    assert main(argv) == 1  # refused: trained with rad, none given
 
 
 SMALL = {"m4survive": {"dim": 16, "n_layers": 1}, "adamhf": {"dim": 16, "pree_experts": [1, 2]}}

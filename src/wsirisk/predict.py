@@ -78,6 +78,10 @@ class FoldModel:
     trained_modalities: set[str] = field(default_factory=set)
     path_dim: int | None = None
     baseline_cumhaz: list[float] | None = None  # Cox-trained folds: H0 at bins_months[1:]
+    # extra modalities (M4Survive's open list): columns and the training fold's scaler
+    extra_columns: dict[str, list[str]] = field(default_factory=dict)
+    extra_mean: dict[str, np.ndarray] = field(default_factory=dict)
+    extra_std: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,6 +138,9 @@ def load_run(run_dir: Path) -> Run:
                 trained_modalities=set(ckpt.get("trained_modalities", model.modalities)),
                 path_dim=ckpt["model_kwargs"].get("path_dim"),
                 baseline_cumhaz=ckpt.get("baseline_cumhaz_at_edges"),
+                extra_columns={k: list(v) for k, v in ckpt.get("extra_columns", {}).items()},
+                extra_mean={k: v.numpy() for k, v in ckpt.get("extra_mean", {}).items()},
+                extra_std={k: v.numpy() for k, v in ckpt.get("extra_std", {}).items()},
             )
         )
     if len(names) > 1:
@@ -268,9 +275,11 @@ def predict_patient(
     omics_row: dict[str, float] | None,
     allow_missing: bool = False,
     folds: list[FoldModel] | None = None,
+    extra_rows: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Fold-ensemble risk (mean of :func:`wsirisk.models.output_risk`), risk group and mean
-    survival curve of one patient. Raises MissingModalityError when a fold trained with a
+    survival curve of one patient. ``extra_rows`` maps an extra modality's name to the patient's
+    row of that table (column -> value). Raises MissingModalityError when a fold trained with a
     modality the patient lacks, unless ``allow_missing``."""
     import torch
 
@@ -280,6 +289,7 @@ def predict_patient(
         bag = Bag(bag, np.zeros((bag.shape[0], 2), np.float32), 1)
     given = {PATHOLOGY} if bag is not None else set()
     given |= {GENOMICS} if omics_row is not None else set()
+    given |= set(extra_rows or {})
     folds = run.folds if folds is None else folds
     missing = check_modalities(run, given, allow_missing)
     risks, curves, used = [], [], set()
@@ -304,7 +314,8 @@ def predict_patient(
             if GENOMICS in inputs:
                 assert omics_row is not None
                 x_omics = [torch.from_numpy(v) for v in omics_vectors(omics_row, fold)]
-            out = fold.model(x_path, x_omics, coords=coords)
+            extra = extra_vectors(extra_rows or {}, fold, inputs)
+            out = fold.model(x_path, x_omics, coords=coords, extra=extra)
             risk = output_risk(out).reshape(-1)[:1]
             risks.append(float(risk.item()))
             if fold.baseline_cumhaz is not None:
@@ -327,6 +338,40 @@ def predict_patient(
     }
 
 
+def extra_vectors(
+    rows: dict[str, dict[str, float]], fold: FoldModel, inputs: set[str]
+) -> dict[str, Any] | None:
+    """The extra modalities the fold trained with, scaled with its training-fold scaler
+    (absent or NaN cells -> the training mean, as in training); None when there are none."""
+    import torch
+
+    out = {}
+    for name, columns in fold.extra_columns.items():
+        if name not in inputs or name not in rows:
+            continue
+        raw = np.array([rows[name].get(c, np.nan) for c in columns], dtype=np.float32)
+        raw = np.where(np.isfinite(raw), raw, fold.extra_mean[name])
+        scaled = (raw - fold.extra_mean[name]) / fold.extra_std[name]
+        if fold.scaler_clip is not None:
+            scaled = np.clip(scaled, -fold.scaler_clip, fold.scaler_clip)
+        out[name] = torch.from_numpy(scaled.astype(np.float32))
+    return out or None
+
+
+def _extra_rows(specs: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """``--extra-table NAME=PATH`` -> case_id -> name -> row (column -> value)."""
+    from wsirisk.omics.extra import parse_table_arg, read_table
+
+    by_case: dict[str, dict[str, dict[str, float]]] = {}
+    for spec in specs:
+        name, path = parse_table_arg(spec)
+        table, _ = read_table(name, path)
+        for i, case in enumerate(table.patients):
+            row = dict(zip(table.columns, table.values[i].tolist(), strict=True))
+            by_case.setdefault(case, {})[name] = row
+    return by_case
+
+
 def check_modalities(run: Run, given: set[str], allow_missing: bool = False) -> list[str]:
     """The modalities the run's folds trained with that ``given`` lacks; raises
     MissingModalityError when there are some, unless ``allow_missing``."""
@@ -346,7 +391,7 @@ def _how_to_give(missing: list[str]) -> str:
         PATHOLOGY: "give its slides with --slide or the sample sheet",
         GENOMICS: "give --omics-table with its row (--case-id)",
     }
-    return "; ".join(hints.get(m, m) for m in missing)
+    return "; ".join(hints.get(m, f"give --extra-table {m}=PATH with its row") for m in missing)
 
 
 def _omics_rows(table: Path) -> dict[str, dict[str, float]]:
@@ -380,6 +425,13 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
         help="a slide of the patient (repeat for several)",
     )
     parser.add_argument("--omics-table", type=Path, help="PORPOISE/MCAT-layout table")
+    parser.add_argument(
+        "--extra-table",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="an extra modality table the run trained with (as `wsirisk extra --table`)",
+    )
     parser.add_argument("--case-id", help="the patient's case_id (row of --omics-table)")
     parser.add_argument(
         "--sample-sheet",
@@ -459,12 +511,14 @@ def _run(args: argparse.Namespace) -> int:
     settings = merge_settings(trained.preprocess, _overrides(args))
     uses_slides = any(PATHOLOGY in f.model.modalities & f.trained_modalities for f in trained.folds)
     rows = _omics_rows(args.omics_table) if args.omics_table else {}
+    extras = _extra_rows(args.extra_table)
     features: SlideFeatures | None = None
 
     def bag_of(slides: list[SlideInput], case: str) -> Bag | None:
         """The patient's bag; refuses before any tiling when a modality is surely missing."""
         nonlocal features
         given = ({PATHOLOGY} if slides else set()) | ({GENOMICS} if case in rows else set())
+        given |= set(extras.get(case, {}))
         check_modalities(trained, given, args.allow_missing_modality)
         if not slides or not uses_slides:
             return None
@@ -483,20 +537,30 @@ def _run(args: argparse.Namespace) -> int:
             )
         slides = [SlideInput(Path(s).stem, Path(s)) for s in args.slide]
         result = predict_patient(
-            trained, bag_of(slides, case), rows.get(case), args.allow_missing_modality
+            trained,
+            bag_of(slides, case),
+            rows.get(case),
+            args.allow_missing_modality,
+            extra_rows=extras.get(case),
         )
         _warn_missing(case, result)
         print(json.dumps({"case_id": case, "model": trained.model_name, **result}))
         return 0
     slides, rejected = _sheet_slides(args.sample_sheet) if args.sample_sheet else ({}, {})
-    patients = sorted(set(slides) | set(rows) | set(rejected))
+    patients = sorted(set(slides) | set(rows) | set(rejected) | set(extras))
     out_rows, n_scored = [], 0
     for case in patients:
         record = dict.fromkeys(BATCH_COLUMNS, "")
         record.update(case_id=case, n_slides=str(len(slides.get(case, []))))
         try:
             bag = bag_of(slides.get(case, []), case)
-            result = predict_patient(trained, bag, rows.get(case), args.allow_missing_modality)
+            result = predict_patient(
+                trained,
+                bag,
+                rows.get(case),
+                args.allow_missing_modality,
+                extra_rows=extras.get(case),
+            )
         except MissingModalityError as exc:
             record.update(status="refused", reason=_reason(str(exc), rejected.get(case)))
             print(f"wsirisk predict: {case}: refused: {record['reason']}", file=sys.stderr)
