@@ -12,7 +12,11 @@ one offset per slide, ``noise`` ~ N(0, noise_sd^2 I)). A rare **phenotype** cove
 ``k = round(p N)`` cells, with prevalence ``p`` ~ U(prevalence_min, prevalence_max). A phenotype
 patch is ``centre[t] + shift * u + stain + noise``: ``u`` is a unit direction orthogonal to every
 tissue-type centre and ``t`` a tissue type drawn independently of the cell, so the phenotype is a
-direction in feature space. Its **arrangement** is clustered (1-3 compact discs) or scattered
+direction in feature space. By default ``shift`` is the expected distance between two
+tissue-type centres (``centre_sd * sqrt(2 D)``, 11.3 noise SDs at D = 64): the phenotype is as
+distinct from its tissue as two tissue types are from each other. (At 4 SDs, ABMIL did not learn
+a prevalence-only cohort in 15 epochs on a separate seed: the pilot in
+docs/benchmarks-models.md.) Its **arrangement** is clustered (1-3 compact discs) or scattered
 (uniform over the tissue), each with probability 1/2. The phenotype patches' features (type,
 noise) are drawn apart from their positions, and the background from its own generator: the
 two arrangements of a patient have the same coordinates, the same background and the same
@@ -80,7 +84,7 @@ CATALOG_SEED = 20251127  # fixed catalog: tissue-type centres, phenotype directi
 WEIGHT_NAMES = ("prevalence", "genomic", "interaction", "spatial")
 GENOMIC_UP, GENOMIC_DOWN = "Oncogenes", "Tumor Suppressor Genes"  # g = (f_up - f_down) / sqrt 2
 INTERACTION_GROUP = "Cytokines and Growth Factors"  # h
-COHORT_FORMAT = "wsirisk-benchmark-cohort/1"
+COHORT_FORMAT = "wsirisk-benchmark-cohort/2"
 ID_PREFIX = "MMB"
 
 
@@ -96,7 +100,7 @@ class CohortSpec:
     weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # see WEIGHT_NAMES
     prevalence_min: float = 0.01
     prevalence_max: float = 0.10
-    phenotype_shift: float = 4.0  # along u, in units of noise_sd
+    phenotype_shift: float | None = None  # along u, in noise SDs; None: see __post_init__
     noise_sd: float = 1.0
     stain_sd: float = 0.1  # per-slide offset, per feature
     centre_sd: float = 1.0  # spread of the tissue-type centres, per feature
@@ -117,6 +121,9 @@ class CohortSpec:
         if bad:
             raise ValueError(f"CohortSpec: invalid {bad[0]!r} ({getattr(self, bad[0])!r})")
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if self.phenotype_shift is None:  # as far as two tissue types' centres are apart
+            shift = self.centre_sd * math.sqrt(2 * self.feature_dim) / self.noise_sd
+            object.__setattr__(self, "phenotype_shift", round(shift, 4))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "weights": list(self.weights)}
@@ -213,7 +220,8 @@ def latents(spec: CohortSpec) -> pd.DataFrame:
 
 
 def risk_terms(spec: CohortSpec, table: pd.DataFrame) -> pd.DataFrame:
-    """The four terms, the oracle risk and the unimodal oracles (E[r | one modality])."""
+    """The four terms, the oracle risk, the unimodal oracles (E[r | one modality]) and the
+    additive oracle (their sum: the best a model without the product term can do)."""
     z = prevalence_z(spec, table["prevalence_latent"].to_numpy())
     up, down = (
         table[f"factor_{category_slug(GENOMIC_UP)}"],
@@ -238,6 +246,7 @@ def risk_terms(spec: CohortSpec, table: pd.DataFrame) -> pd.DataFrame:
     terms["oracle_risk"] = terms[[f"term_{n}" for n in WEIGHT_NAMES]].sum(axis=1)
     terms["oracle_pathology"] = terms["term_prevalence"] + terms["term_spatial"]  # E[h] = 0
     terms["oracle_omics"] = terms["term_genomic"]  # E[z] = E[s] = 0
+    terms["oracle_additive"] = terms["oracle_pathology"] + terms["oracle_omics"]  # no product
     return terms
 
 
@@ -443,6 +452,7 @@ def write_cohort(spec: CohortSpec, out_dir: Path, n_folds: int = 5) -> dict[str,
         "oracle_cindex": _cindex(truth, "oracle_risk"),
         "oracle_pathology_cindex": _cindex(truth, "oracle_pathology"),
         "oracle_omics_cindex": _cindex(truth, "oracle_omics"),
+        "oracle_additive_cindex": _cindex(truth, "oracle_additive"),
         "term_cindex": {n: _cindex(truth, f"term_{n}") for n in WEIGHT_NAMES},
         "seconds": round(time.perf_counter() - started, 1),
     }
