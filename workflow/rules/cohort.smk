@@ -36,7 +36,7 @@ rule cohort:
     log:
         L.log("cohort"),
     conda:
-        "../../envs/omics.yaml"
+        "../../envs/train.yaml"  # builds each model to know the modalities it uses (torch)
     threads: 1
     shell:
         # the summary (or the mismatch message) goes to the console as well as the log

@@ -67,7 +67,7 @@ rule predict:
     log:
         L.log("predict"),
     conda:
-        "../../envs/report.yaml"
+        "../../envs/features.yaml"  # tiles and embeds the new slides, then the models
     threads: 2
     resources:
         gpu=GPUS,
