@@ -54,6 +54,8 @@ FAST = {  # speed settings for the ten-patient fixture (not part of the README's
     "splits": {"n_folds": 3},
     "features": {"num_workers": 0, "batch_size": 16},
     "gdc": {"download": {"backoff_s": 0.05, "retries": 2}},
+    # the fixture's tiny slides have small tissue islands (as the demo's)
+    "slides": {"segmentation": {"min_tissue_area_level0": 262144, "min_hole_area_level0": 65536}},
 }
 THROTTLE_BPS = 40_000
 KINDS = ("slides", "rna", "cnv", "mutations", "clinical")

@@ -46,6 +46,7 @@ def _config(workdir: Path, inputs: Path, sheet: Path, **matching: object) -> Pat
         omics_table=str(inputs / "gen" / "omics.csv"),
         signatures=str(inputs / "gen" / "signatures.csv"),
     )
+    config["slides"]["segmentation"] = dict(config["demo"]["segmentation"])  # small islands
     config["splits"]["n_folds"] = 2
     config["features"]["slides_per_job"] = 4
     config["train"].update(model="abmil_snn", epochs=2)

@@ -16,6 +16,11 @@ if DEMO and config["inputs"].get("sample_sheet"):
         "config: inputs.sample_sheet is set but demo.enabled is true; "
         "set demo.enabled: false to run your own cohort"
     )
+if DEMO:  # the demo's small tissue islands need smaller area thresholds than the preset's
+    config["slides"]["segmentation"] = {
+        **(config["demo"].get("segmentation") or {}),
+        **(config["slides"].get("segmentation") or {}),
+    }
 ENCODER = config["features"]["encoder"]
 FOLDS = list(range(int(config["splits"]["n_folds"])))
 
