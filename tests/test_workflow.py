@@ -101,3 +101,41 @@ def test_second_model_keeps_both_reports(tiny_run: Path) -> None:
     page = (report / "index.html").read_text()
     assert "me_mamba" in page and "snn" in page
     _tiny_config(tiny_run)  # restore
+
+
+def test_peer_models_train_report_and_predict_on_the_dag(tiny_run: Path) -> None:
+    """SurvMamba, AdaMHF and M4Survive through the DAG (one run, several models), then
+    `wsirisk predict --run` loads each one's checkpoints and scores a patient."""
+    import subprocess
+
+    from dagrun import env
+
+    peers = ["survmamba", "adamhf", "m4survive"]
+    config = default_config()
+    config["cohort"] = "tiny"
+    config["demo"].update({"n_patients": 10, "tiles_per_slide": 10, "seed": 1})
+    config["train"].update({"epochs": 1, "models": peers})
+    config["train"]["overrides"] = {
+        "survmamba": {"model_kwargs": {"dim": 32}},
+        "adamhf": {"model_kwargs": {"dim": 32}},
+        "m4survive": {"batch_size": 4, "model_kwargs": {"dim": 32}},
+    }
+    done = _snakemake(tiny_run, write_config(tiny_run / "peers.yaml", config))
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = tiny_run / "results" / "tiny"
+    listed = json.loads((results / "report" / "models.json").read_text())
+    assert set(peers) <= set(listed["models"])
+    slide = next((tiny_run / "data" / "tiny" / "slides").glob("DEMO-001-*.tiff"))
+    for model in peers:
+        summary = json.loads((results / "report" / model / "summary.json").read_text())
+        assert summary["model"] == model and len(summary["cindex_folds"]) == 5
+        scored = subprocess.run(
+            ["wsirisk", "predict", "--run", str(results / "train" / model), "--slide", str(slide),
+             "--omics-table", str(tiny_run / "data" / "tiny" / "omics.csv"),
+             "--case-id", "DEMO-001", "--work-dir", str(tiny_run / "predict_cache")],
+            capture_output=True, text=True, env=env(), cwd=tiny_run, timeout=600,
+        )  # fmt: skip
+        assert scored.returncode == 0, scored.stderr[-3000:]
+        out = json.loads(scored.stdout.strip().splitlines()[-1])
+        assert out["model"] == model and len(out["fold_risks"]) == 5
+        assert out["modalities"] == ["genomics", "pathology"]
