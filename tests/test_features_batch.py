@@ -112,7 +112,7 @@ def test_failed_slide_resumes_alone_and_complete_slides_are_skipped(
     assert third[0].action == "extracted" and third[0].attrs["reader"] == "openslide"
 
 
-def test_cli_manifest_lists_every_slide_and_errors_exit_1(
+def test_cli_manifest_lists_every_slide_and_an_error_does_not_stop_the_batch(
     slides: list[SlideJob], tmp_path: Path
 ) -> None:
     jobs = _jobs(slides, tmp_path / "feat")[:2]
@@ -122,7 +122,7 @@ def test_cli_manifest_lists_every_slide_and_errors_exit_1(
             str(manifest)]  # fmt: skip
     for job in [jobs[0], missing, jobs[1]]:
         argv += ["--slide", str(job.slide), "--tiles", str(job.tiles), "--out", str(job.out)]
-    assert cli_main(argv) == 1  # the missing slide; the others are finished
+    assert cli_main(argv) == 0  # the missing slide is a manifest row; the others are finished
     with open(manifest, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert tuple(rows[0]) == MANIFEST_COLUMNS
@@ -134,6 +134,17 @@ def test_cli_manifest_lists_every_slide_and_errors_exit_1(
     assert rows[0]["slide_id"] == "s0" and rows[0]["patient_id"] == "p0"
     assert float(rows[0]["seconds"]) > 0
     assert load_features(jobs[0].out)[0].shape == (20, 96)
+    # training takes the batch's stores and leaves the failed slide out, by name
+    from wsirisk.training.train import stores_from_manifests
+
+    skipped: dict[str, str] = {}
+    assert stores_from_manifests([manifest], skipped) == [jobs[0].out, jobs[1].out]
+    assert list(skipped) == [rows[1]["slide_id"] or rows[1]["store"]]
+    assert "gone.tiff" in next(iter(skipped.values()))
+    # without a manifest (one slide, by hand) a failure is the command's failure
+    alone = argv[:4] + ["--slide", str(missing.slide), "--tiles", str(missing.tiles),
+                        "--out", str(missing.out)]  # fmt: skip
+    assert cli_main(alone) == 1
 
     rerun = argv[:6]
     for job in jobs:

@@ -15,8 +15,9 @@ Several slides in one call share the encoder and one stream of tile batches
 each slide's store is still written and resumed on its own.  A slide whose store is already
 complete with the same identity (tiles, slide file, encoder, weights, transform, device,
 precision, reader) is skipped.  ``--manifest`` writes one TSV row per slide at the end
-(:data:`MANIFEST_COLUMNS`); a slide that raised is a row with status ``error`` and the command
-exits 1 after finishing the others.
+(:data:`MANIFEST_COLUMNS`); a slide that raised is a row with status ``error`` (its partial kept
+for a later resume) and the others finish; the command then exits 0 with a manifest (the cohort
+goes on without that slide; delete the manifest to retry it) and 1 without one.
 """
 
 from __future__ import annotations
@@ -611,7 +612,10 @@ def run(args: argparse.Namespace) -> int:
     errors = [o for o in outcomes if o.error]
     for outcome in errors:
         print(f"wsirisk extract: {outcome.job.slide}: {outcome.error}", file=sys.stderr)
-    return 1 if errors else 0
+    # In a batch job (--manifest) a slide that failed is a manifest row (status "error") and the
+    # other slides' stores stand: the cohort goes on without it (training skips it, the report
+    # lists it). Alone, a failure is the command's failure.
+    return 1 if errors and args.manifest is None else 0
 
 
 __all__ = [

@@ -175,6 +175,25 @@ def cohort_overview(lay: Layout) -> dict[str, Any]:
     return overview
 
 
+def extraction_failures(lay: Layout) -> list[dict[str, str]]:
+    """Slides whose feature extraction failed (status ``error`` in a batch manifest of any
+    encoder): tiled fine, so not in qc/slides.tsv's failures, but absent from training."""
+    rows = []
+    for manifest in sorted((lay.cohort_dir / "features").glob("*/batches/batch*.tsv")):
+        for row in read_tsv(manifest):
+            if row.get("status") == "error":
+                rows.append(
+                    {
+                        "slide_id": row.get("slide_id", ""),
+                        "patient_id": row.get("patient_id", ""),
+                        "status": "features failed",
+                        "reason_code": "extract_error",
+                        "reason": f"{manifest.relative_to(lay.cohort_dir)}: {row.get('reason', '')}",
+                    }
+                )
+    return rows
+
+
 def qc_tables(lay: Layout, folds: Folds) -> dict[str, Any]:
     """qc/slides.tsv (rejected sheet rows included by qc-slides), qc/omics.tsv, imputed cells."""
     slides = read_tsv(lay.qc_slides)
@@ -188,6 +207,7 @@ def qc_tables(lay: Layout, folds: Folds) -> dict[str, Any]:
                     f"{row.get('reason', '')}",
                 }
             )
+    slides += extraction_failures(lay)
     omics = read_tsv(lay.qc_omics)
     total = None
     for row in omics:

@@ -205,10 +205,14 @@ def checkpoint_dict(
     }
 
 
-def stores_from_manifests(manifests: list[Path]) -> list[Path]:
+def stores_from_manifests(
+    manifests: list[Path], skipped: dict[str, str] | None = None
+) -> list[Path]:
     """Features stores listed in extraction batch manifests (column ``store``), in order.
 
-    A listed store that does not exist is an error naming the manifest and the store.
+    A slide whose extraction failed (status ``error``) is left out and named in ``skipped``
+    (slide_id -> reason); any other listed store that does not exist is an error naming the
+    manifest and the store.
     """
     import csv
 
@@ -219,6 +223,12 @@ def stores_from_manifests(manifests: list[Path]) -> list[Path]:
             if "store" not in (reader.fieldnames or []):
                 raise ValueError(f"{manifest}: extraction manifest has no 'store' column")
             for line, row in enumerate(reader, start=2):
+                if row.get("status") == "error":
+                    if skipped is not None:
+                        skipped[row.get("slide_id") or row["store"]] = (
+                            f"feature extraction failed ({manifest}:{line}): {row.get('reason')}"
+                        )
+                    continue
                 store = Path(row["store"])
                 if not store.exists():
                     raise FileNotFoundError(f"{manifest}:{line}: features store {store} is missing")
@@ -278,7 +288,11 @@ def run(args: argparse.Namespace) -> int:
     if msg:
         notes.append(f"{args.omics}: {msg}")
         warnings.warn(notes[-1], stacklevel=1)
-    stores = list(args.features) + stores_from_manifests(args.features_manifest)
+    extraction_failed: dict[str, str] = {}
+    stores = list(args.features) + stores_from_manifests(args.features_manifest, extraction_failed)
+    for slide_id, reason in extraction_failed.items():
+        notes.append(f"slide {slide_id} left out: {reason}")
+        warnings.warn(notes[-1], stacklevel=1)
     bank = FeatureBank(stores) if stores else None
     extra = None
     if getattr(args, "extra", None) is not None:
