@@ -328,8 +328,12 @@ def test_demo_runs_to_report_on_slurm(slurm_run: dict) -> None:
     summaries = [json.loads(p.read_text()) for p in report.rglob("summary.json")]
     assert summaries and all(len(s["cindex_folds"]) == 2 for s in summaries)
     rules = [_rule(argv) for argv in slurm_run["submissions"]]
-    for rule in ("make_demo", "tile", "extract", "omics", "splits", "train", "report"):
+    for rule in ("make_demo", "tile", "extract", "omics", "train", "report"):
         assert rule in rules, (rule, sorted(set(rules)))
+    # the Snakefile's localrules (small bookkeeping) run beside Snakemake, never on SLURM
+    for rule in ("sheet", "qc_slides", "cohort", "splits", "cohort_page"):
+        assert rule not in rules, (rule, sorted(set(rules)))
+    assert (workdir / "results" / "slurm" / "cohort" / "summary.json").is_file()
     # every job the plugin submitted ran on SLURM and completed (the plugin read it from squeue)
     states = slurm_run["cluster"].finished()
     assert len(states) == len(rules), states
