@@ -143,6 +143,44 @@ def _model_rate(
     return n_tiles / (time.perf_counter() - start)
 
 
+def _pipeline(
+    extractor: Extractor,
+    slide: Path,
+    tiles: Path,
+    root: Path,
+    n_pipe: int,
+    decoded: torch.Tensor,
+    batch_size: int,
+    rounds: int,
+) -> dict:
+    """Pipeline runs on ``extractor.options.reader`` alternating with model-only runs."""
+    t = read_tiles_store(tiles)
+    spec = plan_reader(slide, t.coords, t.geometry(extractor.encoder.input_size_px),
+                       extractor.options.reader, device=extractor.device)  # fmt: skip
+    # model, pipeline, model, pipeline, ..., model: each pipeline run against the mean of
+    # the model runs around it, so a load that drifts during the run cancels
+    models = [_model_rate(extractor, decoded, batch_size, n_pipe)]
+    pipelines, steadies, waits = [], [], []
+    for k in range(rounds):
+        out = root / f"pipe-{extractor.options.reader}-{k}.zarr"
+        start = time.perf_counter()
+        piped = extractor.extract_slides([SlideJob(slide, tiles, out)])[0]
+        pipelines.append(n_pipe / (time.perf_counter() - start))
+        timing = extractor.last_timing
+        waits.append(timing["wait_s"] / max(timing["total_s"], 1e-9))
+        span = piped.timing["last_batch"] - piped.timing["first_batch"]
+        steadies.append(n_pipe / max(span, 1e-9))  # first batch in -> last batch out
+        models.append(_model_rate(extractor, decoded, batch_size, n_pipe))
+    around = [(a + b) / 2 for a, b in zip(models[:-1], models[1:], strict=True)]
+    return {
+        "spec": spec, "models": models, "pipelines": pipelines, "waits": waits,
+        "ratio": statistics.median(p / m for p, m in zip(pipelines, around, strict=True)),
+        "ratio_steady": statistics.median(p / m for p, m in zip(steadies, around, strict=True)),
+        "pipeline": statistics.median(pipelines), "steady": statistics.median(steadies),
+        "model": statistics.median(models),
+    }  # fmt: skip
+
+
 def _gaps(outcomes: list) -> tuple[list[float], list[float]]:
     """Gaps between consecutive slides (last batch out -> next first batch in) and slide times."""
     times = [o.timing for o in outcomes]
@@ -168,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-rounds", type=int, default=3, help="pipeline runs")
     parser.add_argument("--group-tiles", type=int, default=32, help="tiles per grouped slide")
     parser.add_argument("--n-slides", type=int, default=3, help="slides in the grouped job")
+    parser.add_argument("--pipeline-readers", default="auto",
+                        help="comma-separated features.reader values for the pipeline runs; "
+                             "the first is the one reported as ratio")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -202,35 +243,25 @@ def main(argv: list[str] | None = None) -> int:
             result[f"speedup_vs_openslide_{name}"] = round(ratios[default_key], 2)
             result[f"n_tiles_{name}"] = len(read_tiles_store(tiles).coords)
 
-        # pipeline vs model on the default reader, 40x case
+        # pipeline vs model on each requested reader (the first is the one reported), 40x case
         slide, tiles = _slide(root, "pipe40x", "40x", args.pipeline_tiles, seed=1)
         t = read_tiles_store(tiles)
-        spec = plan_reader(slide, t.coords, t.geometry(encoder.input_size_px), "auto",
-                           device=device)  # fmt: skip
-        cpu_spec = replace(spec, reader="jpeg", scale=1) if spec.reader == "nvjpeg" else spec
-        reader = make_reader(cpu_spec)
         n_pipe = len(t.coords)
+        cpu_spec = plan_reader(slide, t.coords, t.geometry(encoder.input_size_px), "auto")
+        reader = make_reader(cpu_spec)
         decoded, _ = reader.read(np.arange(min(n_pipe, MODEL_TILES)))
         reader.close()
         decoded = torch.from_numpy(decoded)
-        # model, pipeline, model, pipeline, ..., model: each pipeline run against the mean of
-        # the model runs around it, so a load that drifts during the run cancels
-        models = [_model_rate(extractor, decoded, args.batch_size, n_pipe)]
-        pipelines, steadies, waits = [], [], []
-        for k in range(args.pipeline_rounds):
-            start = time.perf_counter()
-            piped = extractor.extract_slides([SlideJob(slide, tiles, root / f"pipe{k}.zarr")])[0]
-            pipelines.append(n_pipe / (time.perf_counter() - start))
-            timing = extractor.last_timing
-            waits.append(timing["wait_s"] / max(timing["total_s"], 1e-9))
-            span = piped.timing["last_batch"] - piped.timing["first_batch"]
-            steadies.append(n_pipe / max(span, 1e-9))  # first batch in -> last batch out
-            models.append(_model_rate(extractor, decoded, args.batch_size, n_pipe))
-        around = [(a + b) / 2 for a, b in zip(models[:-1], models[1:], strict=True)]
-        ratio = statistics.median(p / m for p, m in zip(pipelines, around, strict=True))
-        ratio_steady = statistics.median(p / m for p, m in zip(steadies, around, strict=True))
-        pipeline, steady = statistics.median(pipelines), statistics.median(steadies)
-        model = statistics.median(models)
+        by_reader: dict[str, dict] = {}
+        for requested in [r.strip() for r in args.pipeline_readers.split(",") if r.strip()]:
+            extractor.options = replace(options, reader=requested)
+            by_reader[requested] = _pipeline(extractor, slide, tiles, root, n_pipe, decoded,
+                                             args.batch_size, args.pipeline_rounds)  # fmt: skip
+        extractor.options = options
+        first = next(iter(by_reader.values()))
+        spec, pipeline, steady = first["spec"], first["pipeline"], first["steady"]
+        model, ratio, ratio_steady = first["model"], first["ratio"], first["ratio_steady"]
+        models, pipelines, waits = first["models"], first["pipelines"], first["waits"]
 
         # gap between slides: one job for all vs one call per slide
         group = [_slide(root, f"g{k}", "20x", args.group_tiles, seed=10 + k)
@@ -265,6 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         slide_seconds=round(slide_s, 3),
         gap_between_slides_s_one_call_per_slide=round(statistics.mean(alone_gaps), 4)
         if alone_gaps else None,
+        pipeline_by_reader={
+            r: {"reader": v["spec"].describe(), "ratio": round(v["ratio"], 3),
+                "ratio_steady": round(v["ratio_steady"], 3),
+                "pipeline_tiles_per_s": round(v["pipeline"], 2),
+                "model_tiles_per_s": round(v["model"], 2),
+                "pipeline_wait_fraction": round(statistics.median(v["waits"]), 3)}
+            for r, v in by_reader.items()
+        },
         load_avg_before_after=[round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     )  # fmt: skip
     label = " (RANDOM weights)" if encoder.weights.random_init else ""

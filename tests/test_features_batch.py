@@ -162,3 +162,53 @@ def test_options_validate_reader_and_slides_per_job() -> None:
         ExtractOptions.from_dict({"reader": "fast"})
     with pytest.raises(ValueError, match="slides_per_job must be a positive integer"):
         ExtractOptions.from_dict({"slides_per_job": 0})
+
+
+def _nvjpeg_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slides read by the nvjpeg reader, its device half on the CPU (the CUDA path's logic)."""
+    from dataclasses import replace
+
+    original = extract_module.plan_reader
+
+    def plan(slide, coords, geometry, requested="auto", device="cpu", allow_scaled=True):
+        spec = original(slide, coords, geometry, "jpeg", allow_scaled=False)
+        return replace(spec, reader="nvjpeg", scale=1, note="device half on the CPU (test)")
+
+    monkeypatch.setattr(extract_module, "plan_reader", plan)
+
+
+def test_decode_ahead_gives_the_same_features_and_a_failed_decode_fails_one_slide(
+    encoder: Encoder, slides: list[SlideJob], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsirisk.features.devicedecode import DeviceDecoder
+
+    _nvjpeg_on_cpu(monkeypatch)
+    ahead = _extractor(encoder, num_workers=2).extract_slides(_jobs(slides, tmp_path / "ahead"))
+    assert [o.attrs["reader"] for o in ahead] == ["nvjpeg"] * 3
+    monkeypatch.setattr(extract_module, "DECODE_AHEAD", 0)  # decode inline, batch by batch
+    inline = _extractor(encoder, num_workers=2).extract_slides(_jobs(slides, tmp_path / "inline"))
+    for a, b in zip(ahead, inline, strict=True):
+        fa, ca, _ = load_features(a.job.out)
+        fb, cb, _ = load_features(b.job.out)
+        np.testing.assert_array_equal(ca, cb)
+        np.testing.assert_array_equal(fa, fb)
+    jpeg = _extractor(encoder, reader="jpeg").extract_slide(
+        slides[0].slide, slides[0].tiles, tmp_path / "jpeg.zarr"
+    )
+    assert jpeg["n_tiles"] == ahead[0].attrs["n_tiles"]
+
+    monkeypatch.setattr(extract_module, "DECODE_AHEAD", 2)
+    decode = DeviceDecoder.decode
+
+    def broken(self, indices, payload, ok=None):
+        if self.spec.slide_path == slides[1].slide:
+            raise RuntimeError("nvJPEG status 7")
+        return decode(self, indices, payload, ok)
+
+    monkeypatch.setattr(DeviceDecoder, "decode", broken)
+    outcomes = _extractor(encoder, num_workers=2).extract_slides(_jobs(slides, tmp_path / "bad"))
+    assert [o.action for o in outcomes] == ["extracted", "error", "extracted"]
+    assert "GPU decode failed: nvJPEG status 7" in outcomes[1].error
+    assert str(slides[1].slide) in outcomes[1].error
+    np.testing.assert_array_equal(load_features(outcomes[2].job.out)[0],
+                                  load_features(ahead[2].job.out)[0])  # fmt: skip

@@ -293,3 +293,27 @@ def test_missing_decoder_package_falls_back_to_openslide(
     geometry = CASES["20x"]
     spec = plan_reader(pyramid, _grid(64)[:4], geometry, "auto")
     assert spec.reader == "openslide" and "simplejpeg is not installed" in spec.note
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_device_assembly_in_small_canvases_gives_the_same_tiles(
+    pyramid: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch too wide for one canvas is cut into several; the tiles do not change."""
+    import wsirisk.features.devicedecode as devicedecode
+
+    exact = plan_reader(pyramid, _grid(CASES[case].read_size_px), CASES[case], "jpeg",
+                        allow_scaled=False)  # fmt: skip
+    whole, ok_whole = _device_read(exact)
+    spec = replace(exact, reader="nvjpeg", scale=1)
+    xy = torch.as_tensor(spec.coords)
+    assert devicedecode._groups(xy, CASES[case].read_size_px, spec.level) == [(0, len(xy))]
+    monkeypatch.setattr(devicedecode, "CANVAS_MAX_PX", 2 * STORED_PX * 3 * STORED_PX)
+    groups = devicedecode._groups(xy, CASES[case].read_size_px, spec.level)
+    assert len(groups) > 2 and groups[0][0] == 0 and groups[-1][1] == len(xy)
+    assert all(a < b for a, b in groups) and all(
+        b == c for (_, b), (c, _) in zip(groups[:-1], groups[1:], strict=True)
+    )
+    split, ok_split = _device_read(exact)
+    np.testing.assert_array_equal(split, whole)
+    np.testing.assert_array_equal(ok_split, ok_whole)

@@ -19,6 +19,7 @@ counts as a failure); those decode to whatever nvJPEG makes of them.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from wsirisk.features.readers import (
     decode_tile,
 )
 
-GATHER_TILES = 64  # output tiles gathered per indexing call (bounds the index tensors)
+CANVAS_MAX_PX = 96 * 2**20  # pixels of one assembly canvas (a batch is cut into groups)
 
 
 def area_weights(in_px: int, out_px: int) -> np.ndarray:
@@ -44,6 +45,28 @@ def area_weights(in_px: int, out_px: int) -> np.ndarray:
         for j in range(int(np.floor(lo)), min(in_px, int(np.ceil(hi)))):
             weights[i, j] = (min(hi, j + 1) - max(lo, j)) / scale
     return weights
+
+
+def _groups(xy: torch.Tensor, size: int, level: Any) -> list[tuple[int, int]]:
+    """Consecutive runs of regions whose stored-tile bounding box fits one canvas."""
+    out, start = [], 0
+    lo = hi = None
+    tw, th = level.tile_w, level.tile_h
+    for k, (x, y) in enumerate(xy.tolist()):
+        box = (x // tw, y // th, -(-(x + size) // tw), -(-(y + size) // th))
+        if lo is None:
+            lo, hi = box[:2], box[2:]
+            continue
+        nlo = (min(lo[0], box[0]), min(lo[1], box[1]))
+        nhi = (max(hi[0], box[2]), max(hi[1], box[3]))
+        if (nhi[0] - nlo[0]) * tw * (nhi[1] - nlo[1]) * th > CANVAS_MAX_PX:
+            out.append((start, k))
+            start, lo, hi = k, box[:2], box[2:]
+        else:
+            lo, hi = nlo, nhi
+    if len(xy):
+        out.append((start, len(xy)))
+    return out
 
 
 def _round_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +87,9 @@ class DeviceResize:
         if self.in_px == self.out_px:
             return tiles
         x = tiles.permute(0, 3, 1, 2).float()  # B, 3, S, S
-        if self.weights is not None:
+        if self.out_px < self.in_px and self.in_px % self.out_px == 0:
+            x = F.avg_pool2d(x, self.in_px // self.out_px)  # the same k x k means, exactly
+        elif self.weights is not None:
             x = torch.matmul(torch.matmul(self.weights, x), self.weights.T)
         else:
             size = (self.out_px, self.out_px)
@@ -76,10 +101,12 @@ def decode_streams(streams: list[torch.Tensor], device: torch.device) -> list[to
     """Batched JPEG decode to (H, W, 3) uint8 on ``device``; None for a stream that fails."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    mode = ImageReadMode.RGB
+
     def run(batch: list[torch.Tensor]) -> list[torch.Tensor]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's decoder deprecation notice
-            out = decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
+            out = decode_jpeg(batch, mode=mode, device=device)
         return [t.permute(1, 2, 0) for t in out]
 
     if not streams:
@@ -97,7 +124,11 @@ def decode_streams(streams: list[torch.Tensor], device: torch.device) -> list[to
 
 
 class DeviceDecoder:
-    """Main-process half of the nvjpeg reader for one slide."""
+    """Main-process half of the nvjpeg reader for one slide.
+
+    Thread-safe: :func:`decode` keeps no state between calls, so several batches may be decoded
+    at once (the extractor decodes ahead of the model on side threads).
+    """
 
     def __init__(self, spec: ReadSpec, device: torch.device | str) -> None:
         if spec.level is None:
@@ -115,8 +146,7 @@ class DeviceDecoder:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(encoder-input uint8 (B, S, S, 3) on the device, ok bool (B,))."""
         level, size = self.level, self.spec.geometry.read_size_px
-        streams = [torch.as_tensor(s) for s in payload.streams]
-        decoded = decode_streams(streams, self.device)
+        decoded = decode_streams([torch.as_tensor(s) for s in payload.streams], self.device)
         for k, tile in enumerate(decoded):
             if tile is None and payload.readable[k]:  # the CPU decoder has the last word
                 try:
@@ -132,39 +162,39 @@ class DeviceDecoder:
             [all(n in good for n in self.grid.tile_numbers(int(x), int(y), size))
              for x, y in xy.tolist()], dtype=torch.bool,
         )  # fmt: skip
-        white = torch.full(
-            (level.tile_h, level.tile_w, 3), 255, dtype=torch.uint8, device=self.device
-        )
-        slot = {n: k for k, n in enumerate(good)}
-        stack = torch.stack([*good.values(), white]) if good else white[None]
-        lut = torch.full((level.tiles_down * level.tiles_across,), len(good), dtype=torch.int64)
-        if slot:
-            lut[torch.as_tensor(list(slot))] = torch.as_tensor(list(slot.values()))
-        lut = lut.to(self.device)
-        regions = []
-        for a in range(0, len(xy), GATHER_TILES):
-            regions.append(self._gather(stack, lut, xy[a : a + GATHER_TILES], len(good)))
-        tiles = self.to_input(self.to_tile(torch.cat(regions)))
+        regions = torch.cat([self._cut(good, xy[a:b]) for a, b in _groups(xy, size, level)])
+        tiles = self.to_input(self.to_tile(regions))
         tiles[~tile_ok.to(self.device)] = 0
         return tiles, tile_ok
 
-    def _gather(
-        self, stack: torch.Tensor, lut: torch.Tensor, xy: torch.Tensor, white: int
-    ) -> torch.Tensor:
-        """Regions (b, R, R, 3) cut from the stacked stored tiles (white outside the image)."""
+    def _cut(self, good: dict[int, torch.Tensor], xy: torch.Tensor) -> torch.Tensor:
+        """Regions (b, R, R, 3) cut from one canvas of the stored tiles they cover.
+
+        The canvas is white where a stored tile is missing or failed (those output tiles are
+        marked not ok) and outside the image, as OpenSlide paints it.
+        """
         level, size = self.level, self.spec.geometry.read_size_px
-        steps = torch.arange(size, device=self.device)
-        xy = xy.to(self.device)
-        cols = xy[:, 0:1] + steps  # b, R
-        rows = xy[:, 1:2] + steps
-        inside = (rows < level.height_px)[:, :, None] & (cols < level.width_px)[:, None, :]
-        tr = (rows // level.tile_h).clamp_(max=level.tiles_down - 1)
-        tc = (cols // level.tile_w).clamp_(max=level.tiles_across - 1)
-        slot = lut[tr[:, :, None] * level.tiles_across + tc[:, None, :]]  # b, R, R
-        slot = torch.where(inside, slot, torch.full_like(slot, white))
-        py = (rows % level.tile_h)[:, :, None].expand_as(slot)
-        px = (cols % level.tile_w)[:, None, :].expand_as(slot)
-        return stack[slot, py, px]
+        tw, th, across = level.tile_w, level.tile_h, level.tiles_across
+        c0, r0 = int(xy[:, 0].min()) // tw, int(xy[:, 1].min()) // th
+        c1 = -(-(int(xy[:, 0].max()) + size) // tw)
+        r1 = -(-(int(xy[:, 1].max()) + size) // th)
+        canvas = torch.full((r1 - r0, th, c1 - c0, tw, 3), 255, dtype=torch.uint8,
+                            device=self.device)  # fmt: skip
+        inside = [(n, t) for n, t in good.items()
+                  if r0 <= n // across < r1 and c0 <= n % across < c1]  # fmt: skip
+        if inside:
+            rows = torch.tensor([n // across - r0 for n, _ in inside], device=self.device)
+            cols = torch.tensor([n % across - c0 for n, _ in inside], device=self.device)
+            canvas[rows, :, cols] = torch.stack([t for _, t in inside])
+        canvas = canvas.view((r1 - r0) * th, (c1 - c0) * tw, 3)
+        x_end, y_end = level.width_px - c0 * tw, level.height_px - r0 * th
+        if x_end < canvas.shape[1]:
+            canvas[:, max(0, x_end) :] = 255
+        if y_end < canvas.shape[0]:
+            canvas[max(0, y_end) :] = 255
+        x0, y0 = c0 * tw, r0 * th
+        return torch.stack([canvas[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
+                            for x, y in xy.tolist()])  # fmt: skip
 
     def check_against_cpu(self, n_tiles: int = 4) -> float:
         """Mean |difference| between this path and the CPU jpeg reader on the first tiles."""

@@ -14,8 +14,8 @@ encoder's resize), and reports per tile whether it decoded:
   GPU (torchvision / nvJPEG) and assembles and resizes the tiles there
   (:mod:`wsirisk.features.devicedecode`).
 
-:func:`plan_reader` picks one per slide (``features.reader: auto``: nvjpeg on CUDA, else jpeg,
-else openslide) and proves the fast path on the slide itself before using it (its
+:func:`plan_reader` picks one per slide (``features.reader: auto``: jpeg, else openslide; nvjpeg
+only when asked for) and proves the fast path on the slide itself before using it (its
 decoded tiles must equal OpenSlide's); anything it cannot prove falls back with a logged reason.
 A stored tile that does not decode fails exactly the output tiles that overlap it, as with
 OpenSlide; those come back as zeros with ``ok=False`` and are skipped and counted downstream.
@@ -473,6 +473,10 @@ class NvjpegReader(JpegReader):
     """Workers gather compressed stored tiles; decoding happens on the GPU (main process)."""
 
     def read(self, indices: np.ndarray) -> tuple[Any, np.ndarray]:
+        return self.encoded(indices), np.ones(len(indices), bool)
+
+    def encoded(self, indices: np.ndarray) -> EncodedTiles:
+        """The complete JPEG streams of every stored tile these tiles need."""
         numbers = sorted({n for index in indices.tolist() for n in self._numbers(index)})
         streams, readable = [], np.ones(len(numbers), bool)
         for k, n in enumerate(numbers):
@@ -481,8 +485,7 @@ class NvjpegReader(JpegReader):
             except OSError:
                 raw, readable[k] = b"", False
             streams.append(np.frombuffer(bytearray(self.level.stream(raw)), np.uint8))
-        payload = EncodedTiles(streams, np.asarray(numbers, np.int64), readable)
-        return payload, np.ones(len(indices), bool)
+        return EncodedTiles(streams, np.asarray(numbers, np.int64), readable)
 
 
 def make_reader(spec: ReadSpec) -> TileReader:
@@ -629,8 +632,12 @@ def plan_reader(
 ) -> ReadSpec:
     """Choose this slide's reader: ``requested``, or the fastest one proven to give its pixels.
 
-    ``auto`` tries nvjpeg (CUDA only), jpeg, then openslide; an explicit choice that cannot
-    serve this slide falls back down the same chain (``region`` falls back to openslide).
+    ``auto`` tries jpeg, then openslide, on CPU and CUDA alike; an explicit choice that cannot
+    serve this slide falls back down the same chain (``nvjpeg`` to jpeg, ``region`` to
+    openslide).  ``nvjpeg`` is never picked by ``auto``: measured on an H100 with 16 CPU cores,
+    its pipeline was slower than jpeg's (the decode is serialised in torchvision and its host
+    side runs in the main process), and nvJPEG decodes the RGB-coded JPEG tiles of Aperio
+    slides as YCbCr (its self-check refuses them); see docs/benchmarks-gpu.md.
     ``region`` is never picked by ``auto``: measured, it is no faster than one read per tile
     (OpenSlide's own tile cache already decodes each stored tile about once; its per-pixel
     painting and conversion dominate), see docs/benchmarks-extract.md.  Every fallback is
@@ -642,10 +649,7 @@ def plan_reader(
     base = ReadSpec("openslide", Path(slide_path), coords, geometry)
     if requested == "openslide":
         return base
-    is_cuda = getattr(device, "type", str(device)).startswith("cuda")
-    chain = {"auto": ["nvjpeg", "jpeg"], "nvjpeg": ["nvjpeg", "jpeg"]}.get(requested, [requested])
-    if requested == "auto" and not is_cuda:
-        chain.remove("nvjpeg")
+    chain = {"auto": ["jpeg"], "nvjpeg": ["nvjpeg", "jpeg"]}.get(requested, [requested])
     reasons: list[str] = []
     slide = open_slide(slide_path)
     try:
