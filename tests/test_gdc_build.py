@@ -35,7 +35,7 @@ from wsirisk.gdc.manifest import read_manifest
 from wsirisk.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
-SIGNATURES = REPO / "resources" / "signatures.csv"
+SIGNATURES = REPO / "resources" / "gene_categories.tsv"
 KINDS = ("slides", "rna", "cnv", "mutations", "clinical")
 A = {i: f"TCGA-ZZ-A{i:03d}" for i in range(1, 12)}
 FEATURE = r"_(rnaseq|cnv|mut)$"
@@ -164,7 +164,7 @@ def test_table_has_six_categories_with_expected_genes(assembled: Layout) -> None
     for absent in ("PIK3CA_mut", "ARID1A_mut", "TSPAN6_rnaseq", "KRT5_cnv", "EGFR_cnv"):
         assert absent not in table.columns
     counts = pd.read_csv(assembled.gdc_features, sep="\t").set_index("category")
-    expected = {  # category: (rnaseq, cnv, mut), from resources/signatures.csv
+    expected = {  # category: (rnaseq, cnv, mut), from resources/gene_categories.tsv
         "Tumor Suppressor Genes": (4, 1, 2),  # TP53 PTEN CDKN2A GATA3 | CDKN2A | TP53 KDM6A
         "Oncogenes": (6, 2, 2),  # KRAS MYC EGFR CDK4 FGFR3 ERBB2 | MYC ERBB2 | KRAS FGFR3
         "Protein Kinases": (4, 1, 1),  # EGFR CDK4 FGFR3 ERBB2 | ERBB2 | FGFR3

@@ -20,7 +20,7 @@ RESOURCES = REPO / "resources"
 
 
 def test_signatures_six_categories() -> None:
-    signatures = read_signatures(RESOURCES / "signatures.csv")
+    signatures = read_signatures(RESOURCES / "gene_categories.tsv")
     sizes = [len(signatures[c]) for c in CATEGORIES]
     assert sizes == [82, 328, 513, 443, 1536, 452]  # CD markers: 452 cells, 9 repeats
     assert len({g for genes in signatures.values() for g in genes}) == 3047
@@ -49,16 +49,44 @@ def test_paper_table1_rows_and_report_layout() -> None:
     "cohort,n_patients", [("blca", 373), ("luad", 453), ("ucec", 480), ("coadread", 340)]
 )
 def test_splits_read_by_the_splits_stage(cohort: str, n_patients: int) -> None:
-    split_dir = RESOURCES / "splits" / f"tcga_{cohort}"
-    everyone: set[str] = set()
-    for k in range(5):
-        with (split_dir / f"splits_{k}.csv").open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                everyone |= {row["train"], row["val"]} - {""}
-    folds, dropped = read_split_dir(split_dir, 5, everyone)
+    table = RESOURCES / "splits" / f"tcga_{cohort}.tsv"
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert {r["fold"] for r in rows} == {"0", "1", "2", "3", "4"}
+    everyone = {r["case_id"] for r in rows}
+    folds, dropped = read_split_dir(table, 5, everyone)
     assert len(everyone) == n_patients and dropped == [[]] * 5
     vals = [set(f["val"]) for f in folds]
     assert set().union(*vals) == everyone and sum(map(len, vals)) == n_patients  # a partition
+
+
+def test_shipped_tables_hold_what_the_mcat_porpoise_files_hold(shared_dir: Path) -> None:
+    """Our long tables read to the same categories and folds as the source files."""
+    source = shared_dir / "tcga"
+    if not (source / "signatures.csv").is_file():
+        pytest.skip(f"{source} absent")
+    assert read_signatures(RESOURCES / "gene_categories.tsv") == read_signatures(
+        source / "signatures.csv"
+    )
+    for cohort in ("blca", "luad", "ucec", "coadread"):
+        ours = RESOURCES / "splits" / f"tcga_{cohort}.tsv"
+        everyone = {line.split("\t")[2].strip() for line in ours.read_text().splitlines()[1:]}
+        theirs = read_split_dir(source / "splits" / f"tcga_{cohort}", 5, everyone)
+        assert read_split_dir(ours, 5, everyone) == theirs, cohort
+
+
+def test_bad_rows_of_our_tables_are_named(tmp_path: Path) -> None:
+    splits = tmp_path / "folds.tsv"
+    splits.write_text("fold\tpart\tcase_id\n0\ttrain\tA\n0\ttest\tB\n")
+    with pytest.raises(ValueError, match=r"folds.tsv: line 3: .*part train or val"):
+        read_split_dir(splits, 1, {"A", "B"})
+    splits.write_text("fold\tpart\tcase_id\n0\ttrain\tA\n0\tval\tB\n")
+    with pytest.raises(ValueError, match="no rows for fold 1"):
+        read_split_dir(splits, 2, {"A", "B"})
+    genes = tmp_path / "genes.tsv"
+    genes.write_text("category\tgene\nOncogenes\tKRAS\nOncogenes\n")
+    with pytest.raises(ValueError, match=r"genes.tsv: line 3 is not 'category<TAB>gene'"):
+        read_signatures(genes)
 
 
 def _strings(node: object) -> list[str]:

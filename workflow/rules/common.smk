@@ -67,7 +67,7 @@ if DEMO:
 elif GDC:
     SHEET_IN = str(L.assembled_dir / "sample_sheet.tsv")
     OMICS_TABLE = str(L.assembled_dir / "omics_table.csv")
-    SIGNATURES = config["inputs"].get("signatures") or _resource("signatures.csv")
+    SIGNATURES = config["inputs"].get("signatures") or _resource("gene_categories.tsv")
     SPLITS_DIR = workflow_path(config["inputs"].get("splits_dir"))
     UPSTREAM_QC = [str(L.qc_assembly)]
 else:
@@ -79,7 +79,7 @@ else:
             )
     SHEET_IN = config["inputs"]["sample_sheet"]
     OMICS_TABLE = config["inputs"]["omics_table"]
-    SIGNATURES = config["inputs"].get("signatures") or _resource("signatures.csv")
+    SIGNATURES = config["inputs"].get("signatures") or _resource("gene_categories.tsv")
     SPLITS_DIR = workflow_path(config["inputs"].get("splits_dir"))
     UPSTREAM_QC = []
 

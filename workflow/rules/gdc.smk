@@ -13,7 +13,7 @@ GDC_CFG = config["gdc"]
 GDC_PROJECT = GDC_CFG["project"]
 GDC_KINDS = list(GDC_CFG["kinds"]) if GDC else []  # GDC (common.smk): a project, no demo
 # public reference data shipped with the workflow (resources/, beside the Snakefile)
-GDC_SIGNATURES = SIGNATURES if GDC else _resource("signatures.csv")
+GDC_SIGNATURES = SIGNATURES if GDC else _resource("gene_categories.tsv")
 
 
 # Only a GDC cohort has these rules (another cohort may read a GDC sheet as a plain input).

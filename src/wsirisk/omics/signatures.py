@@ -1,4 +1,6 @@
-"""Read an MCAT/PORPOISE ``signatures.csv``: six category columns of gene symbols (ragged)."""
+"""Read the six functional gene categories: our long table (``category<TAB>gene``, one row per
+membership, as ``resources/gene_categories.tsv`` ships them) or an MCAT/PORPOISE
+``signatures.csv`` (six category columns of gene symbols, ragged)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ def read_signatures(path: Path) -> dict[str, list[str]]:
         rows = list(csv.reader(handle))
     if not rows:
         raise ValueError(f"{path}: empty signatures file")
+    if [c.strip() for c in rows[0][0].split("\t")] == ["category", "gene"]:
+        rows = _columns_of_long_table(path, rows)
     header = [name.strip() for name in rows[0]]
     missing = [category for category in CATEGORIES if category not in header]
     if missing:
@@ -40,3 +44,18 @@ def read_signatures(path: Path) -> dict[str, list[str]]:
             raise ValueError(f"{path}: category column {category!r} has no genes")
         signatures[category] = genes
     return signatures
+
+
+def _columns_of_long_table(path: Path, rows: list[list[str]]) -> list[list[str]]:
+    """``category<TAB>gene`` rows as the column layout (header, then ragged rows)."""
+    by_category: dict[str, list[str]] = {}
+    for number, row in enumerate(rows[1:], start=2):
+        cells = row[0].split("\t") if len(row) == 1 else []
+        if len(cells) != 2:
+            raise ValueError(f"{path}: line {number} is not 'category<TAB>gene': {row}")
+        by_category.setdefault(cells[0].strip(), []).append(cells[1])
+    header = list(by_category)
+    depth = max((len(genes) for genes in by_category.values()), default=0)
+    body = [[genes[i] if i < len(genes) else "" for genes in by_category.values()]
+            for i in range(depth)]  # fmt: skip
+    return [header, *body]

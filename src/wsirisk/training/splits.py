@@ -71,25 +71,34 @@ def _strata(months: np.ndarray, events: np.ndarray, n_folds: int) -> np.ndarray 
 def read_split_dir(
     split_dir: Path, n_folds: int, known: set[str]
 ) -> tuple[list[Fold], list[list[str]]]:
-    """Folds from ``split_dir/splits_{k}.csv`` (columns ``train``, ``val``; ragged).
+    """Folds from a folder of ``splits_{k}.csv`` (MCAT/PORPOISE: columns ``train``, ``val``;
+    ragged) or from one table of ours (``fold<TAB>part<TAB>case_id``, part train/val, as
+    ``resources/splits/<cohort>.tsv`` ships them).
 
     Returns the folds restricted to ``known`` patients and, per fold, the dropped IDs.
     """
     split_dir = Path(split_dir)
+    long = _long_split_table(split_dir) if split_dir.is_file() else None
     folds: list[Fold] = []
     dropped: list[list[str]] = []
     for k in range(n_folds):
-        path = split_dir / f"splits_{k}.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"split file missing: {path} (n_folds={n_folds})")
-        table = pd.read_csv(path, dtype=str)
-        missing = [c for c in ("train", "val") if c not in table.columns]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; got {list(table.columns)}")
+        if long is not None:
+            path, parts = split_dir, {p: long.get((k, p), []) for p in ("train", "val")}
+            if not any(parts.values()):
+                raise ValueError(f"{path}: no rows for fold {k} (n_folds={n_folds})")
+        else:
+            path = split_dir / f"splits_{k}.csv"
+            if not path.is_file():
+                raise FileNotFoundError(f"split file missing: {path} (n_folds={n_folds})")
+            table = pd.read_csv(path, dtype=str)
+            missing = [c for c in ("train", "val") if c not in table.columns]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {missing}; got {list(table.columns)}")
+            parts = {p: list(table[p].dropna()) for p in ("train", "val")}
         fold: Fold = {}
         lost: list[str] = []
         for part in ("train", "val"):
-            ids = [s.strip() for s in table[part].dropna() if s.strip()]
+            ids = [s.strip() for s in parts[part] if s.strip()]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"{path}: duplicate IDs in column {part!r}")
             fold[part] = sorted(i for i in ids if i in known)
@@ -102,6 +111,22 @@ def read_split_dir(
         folds.append(fold)
         dropped.append(sorted(lost))
     return folds, dropped
+
+
+def _long_split_table(path: Path) -> dict[tuple[int, str], list[str]]:
+    """``fold<TAB>part<TAB>case_id`` rows -> {(fold, part): [case_id, ...]}."""
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    missing = [c for c in ("fold", "part", "case_id") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; got {list(table.columns)}")
+    bad = table[~table["part"].isin(["train", "val"]) | ~table["fold"].str.isdigit()]
+    if len(bad):
+        raise ValueError(f"{path}: line {int(bad.index[0]) + 2}: fold must be an integer "
+                         f"and part train or val, got {bad.iloc[0].tolist()}")  # fmt: skip
+    out: dict[tuple[int, str], list[str]] = {}
+    for (fold, part), rows in table.groupby(["fold", "part"], sort=False):
+        out[(int(fold), str(part))] = list(rows["case_id"].dropna())
+    return out
 
 
 def read_splits(path: Path) -> dict[str, Any]:
@@ -118,7 +143,10 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--splits-dir", type=Path, default=None, help="use splits_<k>.csv from here"
+        "--splits-dir",
+        type=Path,
+        default=None,
+        help="use these folds: a folder of splits_<k>.csv or one fold/part/case_id TSV",
     )
 
 
