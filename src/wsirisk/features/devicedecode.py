@@ -19,12 +19,12 @@ counts as a failure); those decode to whatever nvJPEG makes of them.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsirisk.features.jpegtiff import JpegLevel
 from wsirisk.features.readers import (
     EncodedTiles,
     JpegReader,
@@ -47,7 +47,7 @@ def area_weights(in_px: int, out_px: int) -> np.ndarray:
     return weights
 
 
-def _groups(xy: torch.Tensor, size: int, level: Any) -> list[tuple[int, int]]:
+def _groups(xy: torch.Tensor, size: int, level: JpegLevel) -> list[tuple[int, int]]:
     """Consecutive runs of regions whose stored-tile bounding box fits one canvas."""
     out, start = [], 0
     lo = hi = None
@@ -78,8 +78,9 @@ class DeviceResize:
 
     def __init__(self, in_px: int, out_px: int, device: torch.device) -> None:
         self.in_px, self.out_px = in_px, out_px
-        self.weights = None
-        if out_px < in_px:
+        self.pool = in_px // out_px if out_px < in_px and in_px % out_px == 0 else 0
+        self.weights = None  # INTER_AREA at a non-integer ratio: two matrix products
+        if out_px < in_px and not self.pool:
             w = torch.as_tensor(area_weights(in_px, out_px), dtype=torch.float32, device=device)
             self.weights = w
 
@@ -87,8 +88,8 @@ class DeviceResize:
         if self.in_px == self.out_px:
             return tiles
         x = tiles.permute(0, 3, 1, 2).float()  # B, 3, S, S
-        if self.out_px < self.in_px and self.in_px % self.out_px == 0:
-            x = F.avg_pool2d(x, self.in_px // self.out_px)  # the same k x k means, exactly
+        if self.pool:
+            x = F.avg_pool2d(x, self.pool)  # INTER_AREA at an integer ratio: k x k means
         elif self.weights is not None:
             x = torch.matmul(torch.matmul(self.weights, x), self.weights.T)
         else:
@@ -101,12 +102,10 @@ def decode_streams(streams: list[torch.Tensor], device: torch.device) -> list[to
     """Batched JPEG decode to (H, W, 3) uint8 on ``device``; None for a stream that fails."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    mode = ImageReadMode.RGB
-
     def run(batch: list[torch.Tensor]) -> list[torch.Tensor]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's decoder deprecation notice
-            out = decode_jpeg(batch, mode=mode, device=device)
+            out = decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
         return [t.permute(1, 2, 0) for t in out]
 
     if not streams:

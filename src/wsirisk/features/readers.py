@@ -473,10 +473,6 @@ class NvjpegReader(JpegReader):
     """Workers gather compressed stored tiles; decoding happens on the GPU (main process)."""
 
     def read(self, indices: np.ndarray) -> tuple[Any, np.ndarray]:
-        return self.encoded(indices), np.ones(len(indices), bool)
-
-    def encoded(self, indices: np.ndarray) -> EncodedTiles:
-        """The complete JPEG streams of every stored tile these tiles need."""
         numbers = sorted({n for index in indices.tolist() for n in self._numbers(index)})
         streams, readable = [], np.ones(len(numbers), bool)
         for k, n in enumerate(numbers):
@@ -485,7 +481,8 @@ class NvjpegReader(JpegReader):
             except OSError:
                 raw, readable[k] = b"", False
             streams.append(np.frombuffer(bytearray(self.level.stream(raw)), np.uint8))
-        return EncodedTiles(streams, np.asarray(numbers, np.int64), readable)
+        payload = EncodedTiles(streams, np.asarray(numbers, np.int64), readable)
+        return payload, np.ones(len(indices), bool)
 
 
 def make_reader(spec: ReadSpec) -> TileReader:
