@@ -106,10 +106,14 @@ def _loader_rates(
         "jpeg_full": plan_reader(slide, t.coords, geometry, "jpeg", allow_scaled=False),
         "jpeg": plan_reader(slide, t.coords, geometry, "jpeg"),
     }
+    jpeg = specs["jpeg"]  # the workers' part when the device resizes (resize_on: device)
+    specs["jpeg_tile"] = replace(jpeg, geometry=replace(geometry, input_size_px=TILE_PX))
     if device.type == "cuda":
         specs["nvjpeg"] = plan_reader(slide, t.coords, geometry, "nvjpeg", device=device)
     default = plan_reader(slide, t.coords, geometry, "auto", device=device)
     default_key = "jpeg" if default.reader == "jpeg" else default.reader
+    if default_key == "jpeg" and device.type == "cuda":  # resize_on: auto -> device on CUDA
+        default_key = "jpeg_tile"
     for spec in specs.values():  # warm-up: imports, page cache, first-call costs
         _read_rate(replace(spec, coords=spec.coords[:8]), batch_size, device)
     rates: dict[str, list[float]] = {k: [] for k in specs}
@@ -124,6 +128,28 @@ def _loader_rates(
         if spec.reader != key.split("_")[0]:
             print(f"  note: {key} ran as {spec.describe()}")
     return medians, speedups, default_key, default.describe()
+
+
+def _parallel_worker(args: tuple) -> float:
+    spec, batch_size = args
+    _read_rate(spec, batch_size, torch.device("cpu"))  # first round: page cache, imports
+    return _read_rate(spec, batch_size, torch.device("cpu"))
+
+
+def _parallel_rates(slide: Path, tiles: Path, batch_size: int, counts: list[int]) -> dict:
+    """Summed tiles/s of N processes each running the CPU default path (jpeg to the tile size)
+    at once: how many tiles/s this machine's CPUs can decode, whatever the worker count."""
+    import multiprocessing as mp
+
+    t = read_tiles_store(tiles)
+    geometry = t.geometry(224)
+    spec = plan_reader(slide, t.coords, replace(geometry, input_size_px=TILE_PX), "jpeg")
+    out = {}
+    with mp.get_context("fork").Pool(max(counts)) as pool:
+        for n in counts:
+            rates = pool.map(_parallel_worker, [(spec, batch_size)] * n, chunksize=1)
+            out[str(n)] = {"total": round(sum(rates), 1), "per_process": round(sum(rates) / n, 1)}
+    return out
 
 
 def _model_rate(
@@ -162,7 +188,8 @@ def _pipeline(
     models = [_model_rate(extractor, decoded, batch_size, n_pipe)]
     pipelines, steadies, waits = [], [], []
     for k in range(rounds):
-        out = root / f"pipe-{extractor.options.reader}-{k}.zarr"
+        o = extractor.options
+        out = root / f"pipe-{slide.stem}-{o.reader}-{o.resize_on}-{k}.zarr"  # never "done"
         start = time.perf_counter()
         piped = extractor.extract_slides([SlideJob(slide, tiles, out)])[0]
         pipelines.append(n_pipe / (time.perf_counter() - start))
@@ -179,6 +206,15 @@ def _pipeline(
         "pipeline": statistics.median(pipelines), "steady": statistics.median(steadies),
         "model": statistics.median(models),
     }  # fmt: skip
+
+
+def _summary(run: dict) -> dict:
+    return {"reader": run["spec"].describe(), "resize_on": run["resize_on"],
+            "ratio": round(run["ratio"], 3), "ratio_steady": round(run["ratio_steady"], 3),
+            "pipeline_tiles_per_s": round(run["pipeline"], 2),
+            "pipeline_steady_tiles_per_s": round(run["steady"], 2),
+            "model_tiles_per_s": round(run["model"], 2),
+            "pipeline_wait_fraction": round(statistics.median(run["waits"]), 3)}  # fmt: skip
 
 
 def _gaps(outcomes: list) -> tuple[list[float], list[float]]:
@@ -207,8 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-tiles", type=int, default=32, help="tiles per grouped slide")
     parser.add_argument("--n-slides", type=int, default=3, help="slides in the grouped job")
     parser.add_argument("--pipeline-readers", default="auto",
-                        help="comma-separated features.reader values for the pipeline runs; "
+                        help="comma-separated features.reader values for the pipeline runs, "
+                             "each optionally :loader or :device (features.resize_on); "
                              "the first is the one reported as ratio")  # fmt: skip
+    parser.add_argument("--pipeline-cases", default="40x",
+                        help="comma-separated cases (40x, 20x) for the pipeline runs; the first "
+                             "is the one reported as ratio")  # fmt: skip
+    parser.add_argument("--loader-parallel", default="",
+                        help="comma-separated process counts: summed loader rate of N processes "
+                             "at once on the 40x and 20x cases (e.g. 1,8,16)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -243,25 +286,40 @@ def main(argv: list[str] | None = None) -> int:
             result[f"speedup_vs_openslide_{name}"] = round(ratios[default_key], 2)
             result[f"n_tiles_{name}"] = len(read_tiles_store(tiles).coords)
 
-        # pipeline vs model on each requested reader (the first is the one reported), 40x case
-        slide, tiles = _slide(root, "pipe40x", "40x", args.pipeline_tiles, seed=1)
-        t = read_tiles_store(tiles)
-        n_pipe = len(t.coords)
-        cpu_spec = plan_reader(slide, t.coords, t.geometry(encoder.input_size_px), "auto")
-        reader = make_reader(cpu_spec)
-        decoded, _ = reader.read(np.arange(min(n_pipe, MODEL_TILES)))
-        reader.close()
-        decoded = torch.from_numpy(decoded)
-        by_reader: dict[str, dict] = {}
-        for requested in [r.strip() for r in args.pipeline_readers.split(",") if r.strip()]:
-            extractor.options = replace(options, reader=requested)
-            by_reader[requested] = _pipeline(extractor, slide, tiles, root, n_pipe, decoded,
-                                             args.batch_size, args.pipeline_rounds)  # fmt: skip
-        extractor.options = options
+        parallel: dict[str, dict] = {}
+        counts = [int(c) for c in args.loader_parallel.split(",") if c.strip()]
+        if counts:
+            for name, (slide, tiles) in paths.items():
+                parallel[name] = _parallel_rates(slide, tiles, args.batch_size, counts)
+
+        # pipeline vs model on each requested reader (the first is the one reported), per case
+        cases = [c.strip() for c in args.pipeline_cases.split(",") if c.strip()]
+        by_case: dict[str, dict[str, dict]] = {}
+        n_tiles_by_case: dict[str, int] = {}
+        for case in cases:
+            slide, tiles = _slide(root, f"pipe{case}", case, args.pipeline_tiles, seed=1)
+            t = read_tiles_store(tiles)
+            n_pipe = n_tiles_by_case[case] = len(t.coords)
+            cpu_spec = plan_reader(slide, t.coords, t.geometry(encoder.input_size_px), "auto")
+            reader = make_reader(cpu_spec)
+            decoded, _ = reader.read(np.arange(min(n_pipe, MODEL_TILES)))
+            reader.close()
+            decoded = torch.from_numpy(decoded)
+            by_case[case] = {}
+            for variant in [r.strip() for r in args.pipeline_readers.split(",") if r.strip()]:
+                requested, _, where = variant.partition(":")
+                extractor.options = replace(options, reader=requested, resize_on=where or "auto")
+                run = _pipeline(extractor, slide, tiles, root, n_pipe, decoded,
+                                args.batch_size, args.pipeline_rounds)  # fmt: skip
+                run["resize_on"] = "device" if extractor.resize_on_device() else "loader"
+                by_case[case][variant] = run
+            extractor.options = options
+        by_reader = by_case[cases[0]]
         first = next(iter(by_reader.values()))
         spec, pipeline, steady = first["spec"], first["pipeline"], first["steady"]
         model, ratio, ratio_steady = first["model"], first["ratio"], first["ratio_steady"]
         models, pipelines, waits = first["models"], first["pipelines"], first["waits"]
+        n_pipe = n_tiles_by_case[cases[0]]
 
         # gap between slides: one job for all vs one call per slide
         group = [_slide(root, f"g{k}", "20x", args.group_tiles, seed=10 + k)
@@ -296,14 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         slide_seconds=round(slide_s, 3),
         gap_between_slides_s_one_call_per_slide=round(statistics.mean(alone_gaps), 4)
         if alone_gaps else None,
-        pipeline_by_reader={
-            r: {"reader": v["spec"].describe(), "ratio": round(v["ratio"], 3),
-                "ratio_steady": round(v["ratio_steady"], 3),
-                "pipeline_tiles_per_s": round(v["pipeline"], 2),
-                "model_tiles_per_s": round(v["model"], 2),
-                "pipeline_wait_fraction": round(statistics.median(v["waits"]), 3)}
-            for r, v in by_reader.items()
-        },
+        pipeline_case=cases[0],
+        pipeline_by_reader={r: _summary(v) for r, v in by_reader.items()},
+        pipeline_by_case={c: {r: _summary(v) for r, v in runs.items()}
+                          for c, runs in by_case.items()},  # fmt: skip
+        loader_parallel_tiles_per_s=parallel,
         load_avg_before_after=[round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     )  # fmt: skip
     label = " (RANDOM weights)" if encoder.weights.random_init else ""
@@ -313,6 +368,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name} loader tiles/s per core (speed-up vs openslide), default {defaults[name]}")
         for key, rate in loader[name].items():
             print(f"    {key:10s} {rate:8.1f}  ({speedup[name][key]:.2f}x)")
+    for name, rates in parallel.items():
+        print(
+            f"  {name} loader, N processes at once (tiles/s total): "
+            + ", ".join(f"{n}: {r['total']:.0f}" for n, r in rates.items())
+        )
+    for case, runs in by_case.items():
+        for variant, run in runs.items():
+            print(f"  pipeline {case} {variant:14s} resize on {run['resize_on']:6s} "
+                  f"{run['pipeline']:8.1f} tiles/s, ratio {run['ratio']:.3f} "
+                  f"(steady {run['ratio_steady']:.3f})")  # fmt: skip
     print(f"  model forward (pre-loaded tiles): {model:8.2f} tiles/s")
     print(f"  pipeline (read + model + store):  {pipeline:8.2f} tiles/s")
     print(f"  ratio pipeline / model:           {result['ratio']:8.3f} "

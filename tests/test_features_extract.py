@@ -14,7 +14,7 @@ import zarr
 from wsirisk.cli import main as cli_main
 from wsirisk.features import FeaturesStoreError, load_features
 from wsirisk.features.encoders import Encoder, build_encoder
-from wsirisk.features.extract import ExtractOptions, Extractor, parse_options
+from wsirisk.features.extract import ExtractOptions, Extractor, SlideJob, parse_options
 from wsirisk.features.partial import partial_path
 from wsirisk.features.synthetic import grid_coords, write_textured_slide, write_tiles_store
 from wsirisk.slides.read import open_slide, read_tile
@@ -211,3 +211,59 @@ def test_cli_extracts_several_slides_in_one_job(
     np.testing.assert_array_equal(coords_a, coords)
     assert attrs_b["slide_id"] == "s9"
     assert cli_main(argv[:-2]) == 2  # --out given once less than --slide
+
+
+def test_resize_on_device_gives_the_loader_features_and_is_its_own_identity(
+    slide: tuple[Path, Path, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``resize_on: device``: workers stop at the tile size, the device resizes 64 -> 56 px
+    (INTER_AREA at 8/7, as 256 -> 224); same features within rounding, recorded, never mixed."""
+    import cv2
+
+    from wsirisk.features import devicedecode
+
+    slide_path, tiles, coords = slide
+    small = build_encoder("test_resnet", "random", input_size_px=56)
+    calls: list[tuple[int, ...]] = []
+    real_call = devicedecode.DeviceResize.__call__
+
+    def spy(self, batch: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(batch.shape))
+        return real_call(self, batch)
+
+    monkeypatch.setattr(devicedecode.DeviceResize, "__call__", spy)
+    opts = {**OPTIONS, "input_size_px": 56, "batch_size": 8}
+
+    def extract(out: Path, where: str, workers: int) -> tuple:
+        options = ExtractOptions.from_dict({**opts, "resize_on": where, "num_workers": workers})
+        outcome = Extractor(small, options, progress=False).extract_slides(
+            [SlideJob(slide_path, tiles, out)])[0]  # fmt: skip
+        return outcome.action, *load_features(out)
+
+    action, f_loader, _, a_loader = extract(tmp_path / "loader.zarr", "loader", 0)
+    assert calls == [] and a_loader["resize_on"] == "loader"
+    action, f_device, c_device, a_device = extract(tmp_path / "device.zarr", "device", 2)
+    assert action == "extracted" and a_device["resize_on"] == "device"
+    assert calls and all(shape[1:] == (TILE_PX, TILE_PX, 3) for shape in calls)  # tile size in
+    np.testing.assert_array_equal(c_device, coords)
+
+    handle = open_slide(slide_path)
+    rgb = np.stack([cv2.resize(read_tile(handle, x, y, 0, TILE_PX, TILE_PX), (56, 56),
+                               interpolation=cv2.INTER_AREA) for x, y in coords])  # fmt: skip
+    with torch.inference_mode():
+        expected = small(torch.from_numpy(rgb)).numpy()
+    scale = float(np.abs(expected).max())
+    assert np.abs(f_loader - expected).max() <= 2e-3 * scale
+    # device rounding differs from OpenCV's by at most one grey level on a few pixels
+    assert np.abs(f_device - expected).max() <= 2e-2 * scale
+    assert np.abs(f_device - f_loader).mean() <= 2e-3 * scale
+
+    # a store made with the loader's resize is not taken as done when the device resizes
+    calls.clear()
+    action, again, _, attrs = extract(tmp_path / "loader.zarr", "device", 0)
+    assert action == "extracted" and attrs["resize_on"] == "device" and calls
+    np.testing.assert_array_equal(again, f_device)
+    action, *_ = extract(tmp_path / "loader.zarr", "device", 0)
+    assert action == "done"
+    with pytest.raises(ValueError, match="resize_on must be one of auto|loader|device"):
+        ExtractOptions.from_dict({**opts, "resize_on": "gpu"})

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,11 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # (measured on an H100: 1 -> 2 threads, 1.4x the decoder's rate; docs/benchmarks-gpu.md)
 DECODE_AHEAD = 2
 FINAL_CHUNK_ROWS = 4096
+IN_FLIGHT = 2  # batches whose features are still on their way back when the next one starts
+# Where the tile -> encoder-input resize runs. On CUDA the loader workers stop at the tile size
+# and the GPU resizes (the same INTER_AREA / INTER_LINEAR weights, rounded to uint8): OpenCV's
+# INTER_AREA at 256 -> 224 costs about as much CPU as decoding the tile (docs/benchmarks-gpu.md)
+RESIZE_ON = ("auto", "loader", "device")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class ExtractOptions:
     input_size_px: int | None = None  # override the encoder's input size
     threads: int | None = None  # torch threads of the main (model) process
     reader: str = "auto"  # auto | openslide | region | jpeg | nvjpeg (wsirisk.features.readers)
+    resize_on: str = "auto"  # tile -> encoder-input resize: auto (device on CUDA) | loader | device
     slides_per_job: int = 16  # slides per extraction job (the workflow's batches; unused here)
 
     @classmethod
@@ -104,6 +110,9 @@ class ExtractOptions:
         if self.reader not in READER_CHOICES:
             raise ValueError(f"{where}: reader must be one of {'|'.join(READER_CHOICES)}, "
                              f"got {self.reader!r}")  # fmt: skip
+        if self.resize_on not in RESIZE_ON:
+            raise ValueError(f"{where}: resize_on must be one of {'|'.join(RESIZE_ON)}, "
+                             f"got {self.resize_on!r}")  # fmt: skip
         if not (self.device in {"auto", "cpu", "cuda"} or str(self.device).startswith("cuda:")):
             raise ValueError(f"{where}: device must be auto|cpu|cuda[:N], got {self.device!r}")
 
@@ -279,6 +288,7 @@ class _Active:
     resumed: bool
     started: float
     decoder: Any = None  # DeviceDecoder of an nvjpeg slide
+    resize: Any = None  # DeviceResize (tile -> encoder input) when it runs on the device
     error: str = ""
     first_batch: float | None = None
     last_batch: float | None = None
@@ -295,6 +305,7 @@ class Extractor:
         self.progress = progress
         self.last_timing: dict[str, float] = {}  # wait_s / total_s of the last stream's loop
         self.allow_scaled = True  # DCT-domain scaled decode where it applies (benchmarks flip it)
+        self._copy_stream: Any = None  # CUDA: host -> device copies (see _upload)
 
     def run_attrs(self) -> dict[str, Any]:
         return {
@@ -302,16 +313,53 @@ class Extractor:
             "precision": "fp32" if self.amp_dtype is None else str(self.amp_dtype).split(".")[-1],
         }
 
-    def embed(self, tiles_uint8_nhwc: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, 3) uint8 (any device) -> (B, D) float32 on the model's device."""
-        x = tiles_uint8_nhwc.to(self.device, non_blocking=True)
+    def resize_on_device(self) -> bool:
+        """Whether the tile -> encoder-input resize runs on the model's device (``resize_on``)."""
+        where = self.options.resize_on
+        return where == "device" or (where == "auto" and self.device.type == "cuda")
+
+    def embed(self, tiles_uint8_nhwc: torch.Tensor, resize: Any = None) -> torch.Tensor:
+        """(B, H, W, 3) uint8 (any device) -> (B, D) float32 on the model's device.
+
+        ``resize`` (a :class:`~wsirisk.features.devicedecode.DeviceResize`) first brings tiles
+        to the encoder's input size on the device.
+        """
+        x = self._upload(tiles_uint8_nhwc)
         context = (
             torch.autocast(self.device.type, dtype=self.amp_dtype)
             if self.amp_dtype is not None
             else contextlib.nullcontext()
         )
-        with torch.inference_mode(), context:
-            return self.encoder(x)
+        with torch.inference_mode():
+            if resize is not None:
+                x = resize(x)
+            with context:
+                return self.encoder(x)
+
+    def _upload(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Host tiles to the device; on CUDA on a copy stream, so that the next batch's copy
+        overlaps this batch's model (the compute stream waits for it)."""
+        if self.device.type != "cuda" or tiles.device.type != "cpu":
+            return tiles.to(self.device)
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            x = tiles.to(self.device, non_blocking=True)
+        compute.wait_stream(self._copy_stream)
+        x.record_stream(compute)  # the allocator keeps x until the compute stream is done
+        return x
+
+    def _to_host(self, features: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """float16 features on the host; on CUDA an asynchronous copy and its event."""
+        half = features.to(torch.float16)
+        if self.device.type != "cuda":
+            return half.cpu(), None
+        host = torch.empty(half.shape, dtype=torch.float16, pin_memory=True)
+        host.copy_(half, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
 
     def extract_slide(self, slide_path: Path, tiles_path: Path, out_path: Path) -> dict[str, Any]:
         """Features of one slide into ``out_path``; resumes a matching partial.  Returns attrs.
@@ -367,8 +415,17 @@ class Extractor:
         geometry = tiles.geometry(enc.input_size_px)
         spec = plan_reader(job.slide, tiles.coords, geometry, self.options.reader, self.device,
                            allow_scaled=self.allow_scaled)  # fmt: skip
+        resize = None
+        if spec.reader != "nvjpeg" and geometry.resize != "none" and self.resize_on_device():
+            from wsirisk.features.devicedecode import DeviceResize
+
+            # workers deliver tiles at the tile size; the device brings them to the input size
+            resize = DeviceResize(geometry.tile_size_px, geometry.input_size_px, self.device)
+            spec = replace(spec, geometry=replace(geometry, input_size_px=geometry.tile_size_px))
         attrs = _base_attrs(tiles, enc, geometry)
-        attrs.update(reader=spec.reader, reader_note=spec.note)
+        on_device = resize is not None or spec.reader == "nvjpeg"
+        attrs.update(reader=spec.reader, reader_note=spec.note,
+                     resize_on="device" if on_device else "loader")  # fmt: skip
         identity = {
             "tiles_sha256": tiles.sha256(),
             "slide_file": [Path(job.slide).name, Path(job.slide).stat().st_size],
@@ -376,6 +433,8 @@ class Extractor:
             **self.run_attrs(),
             "reader": [spec.reader, spec.scale],
         }
+        if resize is not None:  # rounding may differ by one grey level: never mix the two
+            identity["resize_on"] = "device"
         attrs["identity"] = identity
         done = _complete_attrs(job.out)
         if done is not None and _same(done.get("identity"), identity):
@@ -393,7 +452,7 @@ class Extractor:
 
             decoder = DeviceDecoder(spec, self.device)
         return _Active(key, job, tiles, attrs, spec, partial, _ChunkBuffer(partial),
-                       partial.n_done > 0, started, decoder)  # fmt: skip
+                       partial.n_done > 0, started, decoder, resize)  # fmt: skip
 
     def _stream(
         self, active: dict[int, _Active], outcomes: dict[int, SlideOutcome], raise_errors: bool
@@ -413,6 +472,17 @@ class Extractor:
         timing = {"wait_s": 0.0, "total_s": 0.0}
         started = time.perf_counter()
         bar = _progress(remaining, 0, "extract", self.progress and remaining > 0)
+        in_flight: deque = deque()
+
+        def store(a: _Active, indices: Any, host: torch.Tensor, done: Any, ok: Any) -> None:
+            if done is not None:
+                done.synchronize()
+            a.buffer.add(int(indices[0]), host.numpy(), ok.cpu().numpy())
+            a.last_batch = time.perf_counter()
+            bar.update(len(indices))
+            if a.buffer.complete:
+                pending[a.key] = finisher.submit(self._finalize, a)
+
         try:
             with bar:
                 decoders = {k: a.decoder for k, a in active.items() if a.decoder is not None}
@@ -428,20 +498,19 @@ class Extractor:
                             raise RuntimeError(error)
                         continue
                     a.first_batch = a.first_batch or time.perf_counter()
-                    features = self.embed(data)
+                    features = self.embed(data, a.resize)
                     if features.shape[1] != a.partial.features.shape[1]:
                         raise RuntimeError(
                             f"encoder {a.attrs['encoder']} gave {features.shape[1]}-d features, "
                             f"expected {a.partial.features.shape[1]}"
                         )
-                    a.buffer.add(
-                        int(indices[0]), features.to(torch.float16).cpu().numpy(),
-                        ok.cpu().numpy(),
-                    )  # fmt: skip
-                    a.last_batch = time.perf_counter()
-                    bar.update(len(indices))
-                    if a.buffer.complete:
-                        pending[key] = finisher.submit(self._finalize, a)
+                    # queue the copy back and go on: the GPU gets the next batch before this
+                    # one's features are waited for (IN_FLIGHT batches in flight)
+                    in_flight.append((a, indices, *self._to_host(features), ok))
+                    while len(in_flight) > IN_FLIGHT:
+                        store(*in_flight.popleft())
+                while in_flight:
+                    store(*in_flight.popleft())
         finally:
             timing["total_s"] = time.perf_counter() - started
             self.last_timing = timing
