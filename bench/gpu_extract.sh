@@ -30,14 +30,16 @@ if [ "${PROBE:-0}" = 1 ]; then  # the nvJPEG probe (measured 2026-11-27; PROBE=1
   timeout 90 python3 bench/gpu_decode_probe.py --device cuda --tiles 256 --repeats 5 "${slides[@]}" \
     2>&1 | tee "$OUT/probe.txt"
 fi
-# the asynchronous loop and the device resize give the serial forward's features
-timeout 120 python3 bench/extract_check.py --device cuda --tiles 2048 --batch-size 256 \
+# the asynchronous loop and the device resize give the serial forward's features (CHECK=0 skips)
+[ "${CHECK:-1}" = 1 ] && timeout 120 python3 bench/extract_check.py --device cuda --tiles 2048 --batch-size 256 \
   --num-workers 8 2>&1 | tee "$OUT/check.txt"
 # auto = jpeg decoded by the workers, resized on the GPU (resize_on: auto); jpeg:loader = the
 # workers also resize (the default before); NVJPEG=1 adds nvjpeg (GPU decode); 40x and 20x cases
-readers=auto,jpeg:loader
+# (nvjpeg decodes with nvImageCodec when its wheels are carried, else torchvision)
+readers=${READERS:-auto,jpeg:loader}
 [ "${NVJPEG:-0}" = 1 ] && readers=$readers,nvjpeg
 timeout 420 python3 -X faulthandler bench/extract.py --encoder resnet50_trunc --device cuda \
-  --batch-size 256 --num-workers 15 --rounds 1 --loader-tiles 512 --pipeline-tiles 32768 \
-  --pipeline-rounds 2 --group-tiles 4096 --n-slides 3 --pipeline-cases 40x,20x \
-  --pipeline-readers $readers --loader-parallel 1,16 2>&1 | tee "$OUT/bench.txt"
+  --batch-size 256 --num-workers 15 --rounds 1 --loader-tiles "${LOADER_TILES:-512}" \
+  --pipeline-tiles "${PIPE_TILES:-32768}" --pipeline-rounds 2 --group-tiles 4096 --n-slides 3 \
+  --pipeline-cases 40x,20x --pipeline-readers "$readers" --loader-parallel "${PARALLEL-1,16}" \
+  2>&1 | tee "$OUT/bench.txt"
