@@ -14,6 +14,9 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+# nvImageCodec for the nvjpeg reader, unpacked (slimmed to Python 3.12 and its JPEG extensions,
+# as docs/benchmarks-gpu.md says), when carried
+[ -d .gpu/site/nvidia/nvimgcodec ] && export PYTHONPATH=$PWD/.gpu/site:$PYTHONPATH
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 - <<'PY' 2>&1 | tee "$OUT/versions.txt"
 import os, sys
