@@ -7,8 +7,7 @@ any real slides named (read at level 0, 256 px): one batch's compressed stored t
 decoded with ``torchvision.io.decode_jpeg(..., device=...)`` and, for comparison, with
 libjpeg-turbo in this thread; ``DeviceDecoder.decode`` is timed whole and by part; and the same
 decode is run from 1, 2 and 4 threads at once (torchvision serialises its nvJPEG calls).  Ends with
-one JSON line.  With nvImageCodec installed, ``decode_streams`` uses it (hardware JPEG engines
-first) and torchvision is timed beside it.  A diagnostic for docs/benchmarks-gpu.md, not a target.
+one JSON line.  A diagnostic for docs/benchmarks-gpu.md, not a target.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from extract import _slide  # noqa: E402
 
-from wsirisk.features import devicedecode  # noqa: E402
 from wsirisk.features.dataset import TileGeometry  # noqa: E402
 from wsirisk.features.devicedecode import DeviceDecoder, decode_streams  # noqa: E402
 from wsirisk.features.extract import read_tiles_store  # noqa: E402
@@ -116,16 +114,6 @@ def _probe_spec(spec, name: str, n_tiles: int, device: torch.device, repeats: in
             t = _median_s(run, repeats, device)
         out[f"decoder_tiles_per_s_{threads}_threads"] = round(threads * len(indices) / t, 1)
     out["mean_abs_diff_vs_cpu_jpeg"] = round(decoder.check_against_cpu(16), 4)
-    out["decoder"] = devicedecode.gpu_decoder_name()
-    if out["decoder"] != "torchvision" and device.type == "cuda":  # the same, by torchvision
-        saved = devicedecode._NVIMG["module"]
-        devicedecode._NVIMG["module"] = None
-        try:
-            t = _median_s(lambda: decode_streams(streams, device), repeats, device)
-            out["torchvision_decode_jpegs_per_s"] = round(n_streams / t, 1)
-            out["torchvision_mean_abs_diff_vs_cpu_jpeg"] = round(decoder.check_against_cpu(16), 4)
-        finally:
-            devicedecode._NVIMG["module"] = saved
     return out
 
 

@@ -14,9 +14,6 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-# nvImageCodec for the nvjpeg reader, unpacked (slimmed to Python 3.12 and its JPEG extensions,
-# as docs/benchmarks-gpu.md says), when carried
-[ -d .gpu/site/nvidia/nvimgcodec ] && export PYTHONPATH=$PWD/.gpu/site:$PYTHONPATH
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 - <<'PY' 2>&1 | tee "$OUT/versions.txt"
 import os, sys
@@ -34,11 +31,12 @@ if [ "${PROBE:-0}" = 1 ]; then  # the nvJPEG probe (measured 2026-11-27; PROBE=1
     2>&1 | tee "$OUT/probe.txt"
 fi
 # the asynchronous loop and the device resize give the serial forward's features (CHECK=0 skips)
-[ "${CHECK:-1}" = 1 ] && timeout 120 python3 bench/extract_check.py --device cuda --tiles 2048 --batch-size 256 \
-  --num-workers 8 2>&1 | tee "$OUT/check.txt"
+if [ "${CHECK:-1}" = 1 ]; then
+  timeout 120 python3 bench/extract_check.py --device cuda --tiles 2048 --batch-size 256 \
+    --num-workers 8 2>&1 | tee "$OUT/check.txt"
+fi
 # auto = jpeg decoded by the workers, resized on the GPU (resize_on: auto); jpeg:loader = the
 # workers also resize (the default before); NVJPEG=1 adds nvjpeg (GPU decode); 40x and 20x cases
-# (nvjpeg decodes with nvImageCodec when its wheels are carried, else torchvision)
 readers=${READERS:-auto,jpeg:loader}
 [ "${NVJPEG:-0}" = 1 ] && readers=$readers,nvjpeg
 timeout 420 python3 -X faulthandler bench/extract.py --encoder resnet50_trunc --device cuda \

@@ -98,61 +98,9 @@ class DeviceResize:
         return _round_uint8(x).permute(0, 2, 3, 1).contiguous()
 
 
-def gpu_decoder_name() -> str:
-    """Which library decodes on the GPU: nvImageCodec when installed (its hardware JPEG
-    engines first, batched across the engines; ``pip install nvidia-nvimgcodec-cu13
-    nvidia-nvjpeg``), else torchvision's nvJPEG (CUDA cores, calls serialised)."""
-    return "nvImageCodec" if _nvimgcodec() is not None else "torchvision"
-
-
-_NVIMG: dict[str, object] = {}
-
-
-def _nvimgcodec() -> object | None:
-    if "module" not in _NVIMG:
-        try:
-            from nvidia import nvimgcodec  # type: ignore[import-not-found]
-        except Exception:  # noqa: BLE001 - not installed or its libraries missing
-            nvimgcodec = None
-        _NVIMG["module"] = nvimgcodec
-    return _NVIMG["module"]
-
-
-def _nvimgcodec_decode(
-    batch: list[torch.Tensor], device: torch.device
-) -> list[torch.Tensor | None]:
-    """nvImageCodec batch decode to (H, W, 3) uint8 on ``device`` (None where one fails), on
-    the current CUDA stream; hardware JPEG engines first, then CUDA cores."""
-    nv = _nvimgcodec()
-    key = f"decoder-{device}"
-    if key not in _NVIMG:
-        backends = [nv.Backend(nv.BackendKind.HW_GPU_ONLY), nv.Backend(nv.BackendKind.GPU_ONLY)]
-        _NVIMG[key] = nv.Decoder(device_id=device.index or 0, backends=backends)
-    stream = torch.cuda.current_stream(device).cuda_stream
-    params = nv.DecodeParams(color_spec=nv.ColorSpec.SRGB, allow_any_depth=False)
-    data = [np.asarray(t.cpu() if t.is_cuda else t).tobytes() for t in batch]
-    try:
-        images = _NVIMG[key].decode(data, params=params, cuda_stream=stream)
-    except Exception:  # noqa: BLE001 - one bad stream: decode them one by one
-        images = []
-        for one in data:
-            try:
-                images += _NVIMG[key].decode([one], params=params, cuda_stream=stream)
-            except Exception:  # noqa: BLE001
-                images.append(None)
-    return [None if im is None else torch.as_tensor(im, device=device) for im in images]
-
-
 def decode_streams(streams: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
-    """Batched JPEG decode to (H, W, 3) uint8 on ``device``; None for a stream that fails.
-
-    On CUDA with nvImageCodec installed it decodes (see :func:`gpu_decoder_name`); otherwise
-    torchvision's ``decode_jpeg``.
-    """
+    """Batched JPEG decode to (H, W, 3) uint8 on ``device``; None for a stream that fails."""
     from torchvision.io import ImageReadMode, decode_jpeg
-
-    if device.type == "cuda" and _nvimgcodec() is not None:
-        return _nvimgcodec_decode(streams, device)
 
     def run(batch: list[torch.Tensor]) -> list[torch.Tensor]:
         with warnings.catch_warnings():
@@ -272,4 +220,4 @@ class DeviceDecoder:
         return float(np.abs(diff).mean())
 
 
-__all__ = ["DeviceDecoder", "DeviceResize", "area_weights", "decode_streams", "gpu_decoder_name"]
+__all__ = ["DeviceDecoder", "DeviceResize", "area_weights", "decode_streams"]
