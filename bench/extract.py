@@ -10,12 +10,18 @@ grid origin (0, 0) as the tiling stage makes it, then the encoder's resize (256 
 
 1. *Loader only, per CPU core*: each reader (``openslide`` per tile = today's path, ``region``,
    ``jpeg_full`` = direct decode without DCT scaling, ``jpeg`` = direct decode as chosen, with
-   the 1/2 scaled decode on the 40x case, and ``nvjpeg`` on CUDA) reads every tile of the case
+   the 1/2 scaled decode on the 40x case, ``jpeg_tile`` = the same stopping at the tile size,
+   what a worker does when the device resizes (``resize_on: device``, the default on CUDA, where
+   it is the default reader's rate), and ``nvjpeg`` on CUDA) reads every tile of the case
    in this process, one thread, units and batches as the extraction stream uses them.  Readers
    alternate over ``--rounds`` rounds; rates are medians, speed-ups the median of the per-round
    ratios (so a load that drifts between rounds cancels).  The default reader is what
    ``features.reader: auto`` picks for the case.
-2. *Pipeline vs model* on the default reader (40x case): ``Extractor.extract_slides`` end to end
+   ``--loader-parallel 1,16``: the summed rate of N such processes at once (``jpeg_tile``), i.e.
+   what the machine's cores can decode whatever the pipeline does.
+2. *Pipeline vs model* on the default reader (40x case; ``--pipeline-cases 40x,20x`` adds the
+   20x case, ``--pipeline-readers auto,jpeg:loader,nvjpeg`` more readers, each optionally
+   ``:loader`` / ``:device`` for ``resize_on``): ``Extractor.extract_slides`` end to end
    (``--num-workers`` loader workers; reader choice, worker start and final store included)
    against the encoder alone on as many tiles (decoded beforehand); model and pipeline runs
    alternate (``--pipeline-rounds``) and each pipeline run is divided by the mean of the model
