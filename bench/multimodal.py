@@ -213,6 +213,7 @@ def run_worker(name: str, cohort_dir: Path, proto: dict[str, Any]) -> dict[str, 
         "model_kwargs": model_kwargs,
         **({"batch_size": proto["cox_batch"]} if cox else {}),
         **proto["options"],
+        **proto.get("model_options", {}).get(name, {}),
     }
     opts = TrainOptions.from_dict(options, "bench options")
     modalities: list[str] = []
@@ -436,6 +437,30 @@ def summarise(raw: dict[str, Any], reference: dict[str, Any] | None) -> dict[str
     return row
 
 
+def merge_rows(
+    models: dict[str, dict[str, Any]], previous: dict[str, Any], proto: dict[str, Any], cohort: str
+) -> list[str]:
+    """Fill ``models`` with the previous run's rows of the models not run now (same cohort and
+    protocol, checked), recomputing each row's fold-paired comparison with ME-Mamba."""
+    from wsirisk.training.compare import paired_fold_comparison
+
+    old = previous["config"]
+    same = {k: old.get(k) for k in proto if k not in ("model_options",)}
+    now = {k: v for k, v in proto.items() if k != "model_options"}
+    if same != now or Path(old["cohort"]).name != Path(cohort).name:
+        raise SystemExit("--merge: the previous run used another cohort or protocol")
+    added = [n for n in previous["models"] if n not in models]
+    for name in added:
+        models[name] = dict(previous["models"][name])
+    ref = models.get(REFERENCE)
+    for name, row in models.items():
+        if ref is None or name == REFERENCE or row.get("td_auc_mean") is None:
+            continue  # no comparison fields (wsirisk.training.compare missing)
+        paired = paired_fold_comparison(row["cindex_folds"], ref["cindex_folds"])
+        row["vs_me_mamba"] = {k: paired[k] for k in ("mean_diff", "wilcoxon_p", "ttest_p")}
+    return added
+
+
 def print_table(
     models: dict[str, dict[str, Any]],
     oracle: float | None,
@@ -491,6 +516,14 @@ def main() -> None:
     ap.add_argument("--eval-patches", type=int, default=2048, help="validation bag cap; 0: all")
     ap.add_argument("--width", type=int, default=64, help="model width; 0: package defaults")
     ap.add_argument("--options", default="{}", help="JSON: more TrainOptions for every model")
+    ap.add_argument(
+        "--model-options",
+        default="{}",
+        help='JSON: TrainOptions for one model, e.g. {"me_mamba": {"dropout": 0.0}}',
+    )
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="a previous run's JSON (same cohort and protocol): its rows fill the "
+                         "models not run now; comparisons with ME-Mamba are recomputed")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--jobs", type=int, default=2, help="models trained at the same time")
     ap.add_argument("--cox-batch", type=int, default=16, help="batch of models with a Cox loss")
@@ -527,10 +560,14 @@ def main() -> None:
         "threads": args.threads,
         "cox_batch": args.cox_batch,
         "options": json.loads(args.options),
+        "model_options": json.loads(args.model_options),
     }
     raw = run_models(names, cohort, proto, args.jobs)
     reference = raw.get(REFERENCE)
     models = {n: summarise(raw[n], reference) for n in names if n in raw}
+    merged: list[str] = []
+    if args.merge is not None:
+        merged = merge_rows(models, json.loads(args.merge.read_text()), proto, str(cohort))
     any_fold = next(iter(raw.values()))["folds"] if raw else []
     fold_mean = {
         key: (np.mean([f[key] for f in any_fold]).item() if any_fold else None)
@@ -566,6 +603,7 @@ def main() -> None:
         "target_me_mamba": target,
         "compare_fields": (list(COMPARE_FIELDS) if any(raw[n].get("compare") for n in raw) else []),
         "failed": [n for n in names if n not in raw],
+        "merged_from_previous_run": merged,
         "config": {**proto, "cohort": str(cohort), "spec": spec.to_dict(), "folds": args.folds},
         "machine": {
             "cpus": os.cpu_count(),
