@@ -112,8 +112,7 @@ def _loader_rates(
         "jpeg_full": plan_reader(slide, t.coords, geometry, "jpeg", allow_scaled=False),
         "jpeg": plan_reader(slide, t.coords, geometry, "jpeg"),
     }
-    jpeg = specs["jpeg"]  # the workers' part when the device resizes (resize_on: device)
-    specs["jpeg_tile"] = replace(jpeg, geometry=replace(geometry, input_size_px=TILE_PX))
+    specs["jpeg_tile"] = specs["jpeg"].at_tile_size()  # the workers' part when the device resizes
     if device.type == "cuda":
         specs["nvjpeg"] = plan_reader(slide, t.coords, geometry, "nvjpeg", device=device)
     default = plan_reader(slide, t.coords, geometry, "auto", device=device)
@@ -148,8 +147,7 @@ def _parallel_rates(slide: Path, tiles: Path, batch_size: int, counts: list[int]
     import multiprocessing as mp
 
     t = read_tiles_store(tiles)
-    geometry = t.geometry(224)
-    spec = plan_reader(slide, t.coords, replace(geometry, input_size_px=TILE_PX), "jpeg")
+    spec = plan_reader(slide, t.coords, t.geometry(224), "jpeg").at_tile_size()
     out = {}
     with mp.get_context("fork").Pool(max(counts)) as pool:
         for n in counts:
@@ -207,6 +205,7 @@ def _pipeline(
     around = [(a + b) / 2 for a, b in zip(models[:-1], models[1:], strict=True)]
     return {
         "spec": spec, "models": models, "pipelines": pipelines, "waits": waits,
+        "resize_on": piped.attrs["resize_on"],  # as the store records it
         "ratio": statistics.median(p / m for p, m in zip(pipelines, around, strict=True)),
         "ratio_steady": statistics.median(p / m for p, m in zip(steadies, around, strict=True)),
         "pipeline": statistics.median(pipelines), "steady": statistics.median(steadies),
@@ -317,7 +316,6 @@ def main(argv: list[str] | None = None) -> int:
                 extractor.options = replace(options, reader=requested, resize_on=where or "auto")
                 run = _pipeline(extractor, slide, tiles, root, n_pipe, decoded,
                                 args.batch_size, args.pipeline_rounds)  # fmt: skip
-                run["resize_on"] = "device" if extractor.resize_on_device() else "loader"
                 by_case[case][variant] = run
             extractor.options = options
         by_reader = by_case[cases[0]]

@@ -126,6 +126,28 @@ def model_setup(name: str, width: int, omics_sizes: list[int]) -> tuple[dict[str
     return kwargs, getattr(model, "default_loss", "nll") == "cox"
 
 
+def train_options(name: str, proto: dict[str, Any], omics_sizes: list[int]) -> Any:
+    """The protocol's TrainOptions for one model (``--options``, then ``--model-options``)."""
+    from wsirisk.training.trainer import TrainOptions
+
+    model_kwargs, cox = model_setup(name, proto["width"], omics_sizes)
+    options = {
+        "model": name,
+        "seed": proto["seed"],
+        "epochs": proto["epochs"],
+        "optimizer": "adam",
+        "lr": proto["lr"],
+        "weight_decay": 1e-5,
+        "max_patches": proto["max_patches"] or None,
+        "device": "cpu",
+        "model_kwargs": model_kwargs,
+        **({"batch_size": proto["cox_batch"]} if cox else {}),
+        **proto["options"],
+        **proto.get("model_options", {}).get(name, {}),
+    }
+    return TrainOptions.from_dict(options, "bench options")
+
+
 def _score(model: Any, samples: list[Any], bank: Any, n_bins: int) -> tuple[np.ndarray, Any]:
     """Risks aligned with ``samples``; patients the model cannot score get the median risk."""
     from wsirisk.training.trainer import predict_samples
@@ -185,7 +207,7 @@ def run_worker(name: str, cohort_dir: Path, proto: dict[str, Any]) -> dict[str, 
     from wsirisk.training.data import FeatureBank, prepare_fold
     from wsirisk.training.metrics import cindex
     from wsirisk.training.splits import read_splits
-    from wsirisk.training.trainer import TrainOptions, train_fold
+    from wsirisk.training.trainer import train_fold
 
     try:
         from wsirisk.training import compare
@@ -200,22 +222,7 @@ def run_worker(name: str, cohort_dir: Path, proto: dict[str, Any]) -> dict[str, 
     for patient in omics.patients:  # every bag cached: time and memory exclude disk reads
         eval_bank.load_with_coords(patient)
     sizes = [int(v.shape[1]) for v in omics.groups.values()]
-    model_kwargs, cox = model_setup(name, proto["width"], sizes)
-    options = {
-        "model": name,
-        "seed": proto["seed"],
-        "epochs": proto["epochs"],
-        "optimizer": "adam",
-        "lr": proto["lr"],
-        "weight_decay": 1e-5,
-        "max_patches": proto["max_patches"] or None,
-        "device": "cpu",
-        "model_kwargs": model_kwargs,
-        **({"batch_size": proto["cox_batch"]} if cox else {}),
-        **proto["options"],
-        **proto.get("model_options", {}).get(name, {}),
-    }
-    opts = TrainOptions.from_dict(options, "bench options")
+    opts = train_options(name, proto, sizes)
     modalities: list[str] = []
     rss0 = psutil.Process().memory_info().rss
     reset_peak_rss()
@@ -445,9 +452,11 @@ def merge_rows(
     from wsirisk.training.compare import paired_fold_comparison
 
     old = previous["config"]
-    same = {k: old.get(k) for k in proto if k not in ("model_options",)}
     now = {k: v for k, v in proto.items() if k != "model_options"}
-    if same != now or Path(old["cohort"]).name != Path(cohort).name:
+    if (
+        any(old.get(k) != v for k, v in now.items())
+        or Path(old["cohort"]).name != Path(cohort).name
+    ):
         raise SystemExit("--merge: the previous run used another cohort or protocol")
     added = [n for n in previous["models"] if n not in models]
     for name in added:

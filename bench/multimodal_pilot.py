@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multimodal import CappedBank, ensure_cohort, model_setup, parse_weights  # noqa: E402
+from multimodal import CappedBank, ensure_cohort, parse_weights, train_options  # noqa: E402
 
 from wsirisk.benchmark.cohort import CohortSpec  # noqa: E402
 
@@ -35,7 +35,7 @@ def worker(name: str, cohort: Path, proto: dict[str, Any]) -> dict[str, Any]:
     from wsirisk.training.data import FeatureBank, prepare_fold
     from wsirisk.training.metrics import cindex
     from wsirisk.training.splits import read_splits
-    from wsirisk.training.trainer import TrainOptions, train_fold
+    from wsirisk.training.trainer import train_fold
 
     torch.set_num_threads(1)
     omics = load_omics(cohort / "omics.zarr")
@@ -43,14 +43,7 @@ def worker(name: str, cohort: Path, proto: dict[str, Any]) -> dict[str, Any]:
     truth = pd.read_csv(cohort / "truth.csv").set_index("case_id")
     bank = CappedBank(FeatureBank(sorted((cohort / "features").glob("*.zarr")), cache_mb=1e6),
                       proto["eval_patches"], proto["seed"])  # fmt: skip
-    sizes = [int(v.shape[1]) for v in omics.groups.values()]
-    model_kwargs, cox = model_setup(name, proto["width"], sizes)
-    opts = TrainOptions.from_dict({
-        "model": name, "seed": proto["seed"], "epochs": proto["epochs"], "optimizer": "adam",
-        "lr": proto["lr"], "weight_decay": 1e-5, "max_patches": proto["max_patches"],
-        "device": "cpu", "model_kwargs": model_kwargs,
-        **({"batch_size": 16} if cox else {}), **proto["options"],
-    }, "pilot options")  # fmt: skip
+    opts = train_options(name, proto, [int(v.shape[1]) for v in omics.groups.values()])
     out: dict[str, Any] = {"model": name, "folds": {}}
     for k in proto["folds_run"]:
         data = prepare_fold(omics, folds[k], opts.n_bins, opts.standardize, bank, clip=opts.clip)
@@ -99,7 +92,8 @@ def main() -> None:
     proto = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr,
              "folds_run": [int(f) for f in args.folds_run.split(",")],
              "max_patches": args.max_patches, "eval_patches": args.eval_patches,
-             "width": args.width, "options": json.loads(args.options)}  # fmt: skip
+             "width": args.width, "cox_batch": 16,
+             "options": json.loads(args.options)}  # fmt: skip
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     results, running = {}, []
     while names or running:

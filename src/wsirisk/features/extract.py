@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -313,7 +313,7 @@ class Extractor:
             "precision": "fp32" if self.amp_dtype is None else str(self.amp_dtype).split(".")[-1],
         }
 
-    def resize_on_device(self) -> bool:
+    def _resize_on_device(self) -> bool:
         """Whether the tile -> encoder-input resize runs on the model's device (``resize_on``)."""
         where = self.options.resize_on
         return where == "device" or (where == "auto" and self.device.type == "cuda")
@@ -416,12 +416,12 @@ class Extractor:
         spec = plan_reader(job.slide, tiles.coords, geometry, self.options.reader, self.device,
                            allow_scaled=self.allow_scaled)  # fmt: skip
         resize = None
-        if spec.reader != "nvjpeg" and geometry.resize != "none" and self.resize_on_device():
+        if spec.reader != "nvjpeg" and geometry.resize != "none" and self._resize_on_device():
             from wsirisk.features.devicedecode import DeviceResize
 
             # workers deliver tiles at the tile size; the device brings them to the input size
             resize = DeviceResize(geometry.tile_size_px, geometry.input_size_px, self.device)
-            spec = replace(spec, geometry=replace(geometry, input_size_px=geometry.tile_size_px))
+            spec = spec.at_tile_size()
         attrs = _base_attrs(tiles, enc, geometry)
         on_device = resize is not None or spec.reader == "nvjpeg"
         attrs.update(reader=spec.reader, reader_note=spec.note,

@@ -70,6 +70,11 @@ class ReadSpec:
     def describe(self) -> str:
         return f"{self.reader} ({self.note})" if self.note else self.reader
 
+    def at_tile_size(self) -> ReadSpec:
+        """The same reads, handed over at the tile size (the device resizes to the input)."""
+        g = self.geometry
+        return replace(self, geometry=replace(g, input_size_px=g.tile_size_px))
+
 
 # ----------------------------------------------------------------------------- readers
 
