@@ -175,8 +175,13 @@ def _mmd2_reference(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, .
     return mean(xs, xs) + mean(ys, ys) - 2.0 * mean(xs, ys)
 
 
-def test_aux_loss_is_weighted_two_sided_mmd_and_global_fusion_switch() -> None:
-    model = _model(mmd_weight=0.3).eval()
+@pytest.mark.parametrize("bandwidths", [None, (1.0,)])
+def test_aux_loss_is_weighted_two_sided_mmd_and_global_fusion_switch(
+    bandwidths: tuple[float, ...] | None,
+) -> None:
+    kw = {} if bandwidths is None else {"mmd_bandwidths": list(bandwidths)}  # JSON gives a list
+    model = _model(mmd_weight=0.3, **kw).eval()
+    assert model.synergistic.mmd_bandwidths == (bandwidths or (0.25, 0.5, 1.0, 2.0, 4.0))
     calls, handle = _capture(model.synergistic)
     x_path, x_omics = torch.randn(9, 24, generator=torch.Generator().manual_seed(3)), _omics()
     out = model(x_path, x_omics)

@@ -30,11 +30,14 @@ Resolutions of what the paper leaves open:
   Pathology -> genomics (eqs. 18-19, genomics anchor): genomic token j receives the mean of the
   pathology tokens whose nearest genomic token is j, or its own nearest pathology token if none;
   genomics -> pathology: pathology token i receives its nearest genomic token. Global fusion is
-  eq. 22, ``MMD^2(X'_p, X'_g) + MMD^2(X'_g, X'_p)`` with a sum of Gaussian kernels (bandwidths
-  times the median pairwise distance), each estimate on at most ``mmd_samples`` tokens sampled
-  per set, so memory stays linear in patches. The two fused sets are interleaved
-  ``[p'_1, g'_1, p'_2, g'_2, ...]`` and the rest of the longer one appended (eq. 23), then
-  ``n_fusion_layers`` BiMamba layers (forward + backward scans, summed) and a LayerNorm.
+  eq. 22, ``MMD^2(X'_p, X'_g) + MMD^2(X'_g, X'_p)`` with a sum of Gaussian kernels (the paper
+  names one kernel and no sigma: kernel i has sigma^2 = ``mmd_bandwidths[i]`` times the median
+  squared pairwise distance; default five, 0.25-4; ``[1.0]`` is a single kernel, which did not
+  score higher on the development cohort, see docs/benchmarks-models.md), each estimate on at
+  most ``mmd_samples`` tokens sampled per set, so memory stays linear in patches. The two fused
+  sets are interleaved ``[p'_1, g'_1, p'_2, g'_2, ...]`` and the rest of the longer one
+  appended (eq. 23), then ``n_fusion_layers`` BiMamba layers (forward + backward scans, summed)
+  and a LayerNorm.
 - Aggregation: the three expert sequences are concatenated along tokens -> gated ABMIL pooling
   -> rho (Linear-ReLU-Dropout) -> Linear -> ``n_bins`` hazard logits (hazards = sigmoid). The
   training loss is the discrete-time NLL plus ``aux_loss = mmd_weight * L_global``.
@@ -296,6 +299,7 @@ class MEMamba(MultimodalModel):
         fusion_bidirectional: bool = True,
         mmd_weight: float = 0.1,
         mmd_samples: int = 512,
+        mmd_bandwidths: Iterable[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
         transpose_stride: int = 10,
         ts_order: str = "spatial",
         stream_chunk: int = DEFAULT_STREAM_CHUNK,
@@ -323,6 +327,7 @@ class MEMamba(MultimodalModel):
                 fusion_scan,
                 fusion_bidirectional,
                 mmd_samples,
+                tuple(float(b) for b in mmd_bandwidths),
                 stream_chunk=stream_chunk,
             )
             if synergistic
