@@ -139,7 +139,7 @@ def train_options(name: str, proto: dict[str, Any], omics_sizes: list[int]) -> A
         "lr": proto["lr"],
         "weight_decay": 1e-5,
         "max_patches": proto["max_patches"] or None,
-        "device": "cpu",
+        "device": proto.get("device", "cpu"),
         "model_kwargs": model_kwargs,
         **({"batch_size": proto["cox_batch"]} if cox else {}),
         **proto["options"],
@@ -148,18 +148,27 @@ def train_options(name: str, proto: dict[str, Any], omics_sizes: list[int]) -> A
     return TrainOptions.from_dict(options, "bench options")
 
 
-def _score(model: Any, samples: list[Any], bank: Any, n_bins: int) -> tuple[np.ndarray, Any]:
+def _score(
+    model: Any, samples: list[Any], bank: Any, n_bins: int, device: str
+) -> tuple[np.ndarray, Any]:
     """Risks aligned with ``samples``; patients the model cannot score get the median risk."""
     from wsirisk.training.trainer import predict_samples
 
-    pred, kept = predict_samples(model, samples, "cpu", n_bins, bank)
+    pred, kept = predict_samples(model, samples, device, n_bins, bank)
     by_patient = {s.patient: float(r) for s, r in zip(kept, pred.risk, strict=True)}
     fill = float(np.median(pred.risk)) if len(kept) else 0.0
     return np.array([by_patient.get(s.patient, fill) for s in samples]), pred
 
 
 def _stress(
-    model: Any, val: list[Any], full: np.ndarray, half: set[str], drop: str, bank: Any, n_bins: int
+    model: Any,
+    val: list[Any],
+    full: np.ndarray,
+    half: set[str],
+    drop: str,
+    bank: Any,
+    n_bins: int,
+    device: str,
 ) -> np.ndarray:
     """Risks with one modality removed for the patients in ``half`` (others: ``full``)."""
     changed = [
@@ -171,7 +180,7 @@ def _stress(
     if changed:
         from wsirisk.training.trainer import predict_samples
 
-        pred, kept = predict_samples(model, changed, "cpu", n_bins, bank)
+        pred, kept = predict_samples(model, changed, device, n_bins, bank)
         risks.update({s.patient: float(r) for s, r in zip(kept, pred.risk, strict=True)})
         fill = float(np.median(list(risks.values())))
         scored = {s.patient for s in kept}
@@ -223,9 +232,12 @@ def run_worker(name: str, cohort_dir: Path, proto: dict[str, Any]) -> dict[str, 
         eval_bank.load_with_coords(patient)
     sizes = [int(v.shape[1]) for v in omics.groups.values()]
     opts = train_options(name, proto, sizes)
+    device = opts.device
     modalities: list[str] = []
     rss0 = psutil.Process().memory_info().rss
     reset_peak_rss()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     folds_out, pooled = [], {"months": [], "censorship": [], "risk": []}
     train_s = eval_s = 0.0
     for k, fold in enumerate(folds):
@@ -236,12 +248,12 @@ def run_worker(name: str, cohort_dir: Path, proto: dict[str, Any]) -> dict[str, 
         t0 = time.perf_counter()
         val = data.val
         n_bins = data.bins.n_bins
-        risk, pred = _score(result.model, val, eval_bank, n_bins)
+        risk, pred = _score(result.model, val, eval_bank, n_bins, device)
         rng = np.random.default_rng([proto["seed"], k, 99])
         ids = sorted(s.patient for s in val)
         half = {ids[j] for j in rng.permutation(len(ids))[: len(ids) // 2]}
-        no_path = _stress(result.model, val, risk, half, "pathology", eval_bank, n_bins)
-        no_omics = _stress(result.model, val, risk, half, "genomics", eval_bank, n_bins)
+        no_path = _stress(result.model, val, risk, half, "pathology", eval_bank, n_bins, device)
+        no_omics = _stress(result.model, val, risk, half, "genomics", eval_bank, n_bins, device)
         eval_s += time.perf_counter() - t0
         months = np.array([s.months for s in val])
         cens = np.array([s.censorship for s in val])
@@ -277,6 +289,8 @@ def run_worker(name: str, cohort_dir: Path, proto: dict[str, Any]) -> dict[str, 
             flush=True,
         )
     peak_mib = max(peak_rss() - rss0, 0) / 2**20
+    if device.startswith("cuda"):  # the model's memory is on the GPU: its peak allocation
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
     out: dict[str, Any] = {
         "model": name,
         "model_kwargs": opts.model_kwargs,
@@ -451,7 +465,7 @@ def merge_rows(
     protocol, checked), recomputing each row's fold-paired comparison with ME-Mamba."""
     from wsirisk.training.compare import paired_fold_comparison
 
-    old = previous["config"]
+    old = {"device": "cpu", **previous["config"]}  # runs before --device were on the CPU
     now = {k: v for k, v in proto.items() if k != "model_options"}
     if (
         any(old.get(k) != v for k, v in now.items())
@@ -534,6 +548,7 @@ def main() -> None:
                     help="a previous run's JSON (same cohort and protocol): its rows fill the "
                          "models not run now; comparisons with ME-Mamba are recomputed")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (peak_mib: GPU allocation)")
     ap.add_argument("--jobs", type=int, default=2, help="models trained at the same time")
     ap.add_argument("--cox-batch", type=int, default=16, help="batch of models with a Cox loss")
     ap.add_argument("--cohort-root", type=Path, default=Path("results/bench/multimodal"))
@@ -568,6 +583,7 @@ def main() -> None:
         "width": args.width,
         "threads": args.threads,
         "cox_batch": args.cox_batch,
+        "device": args.device,
         "options": json.loads(args.options),
         "model_options": json.loads(args.model_options),
     }

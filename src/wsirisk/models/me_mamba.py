@@ -32,12 +32,12 @@ Resolutions of what the paper leaves open:
   genomics -> pathology: pathology token i receives its nearest genomic token. Global fusion is
   eq. 22, ``MMD^2(X'_p, X'_g) + MMD^2(X'_g, X'_p)`` with a sum of Gaussian kernels (the paper
   names one kernel and no sigma: kernel i has sigma^2 = ``mmd_bandwidths[i]`` times the median
-  squared pairwise distance; default five, 0.25-4; ``[1.0]`` is a single kernel, which did not
-  score higher on the development cohort, see docs/benchmarks-models.md), each estimate on at
-  most ``mmd_samples`` tokens sampled per set, so memory stays linear in patches. The two fused
-  sets are interleaved ``[p'_1, g'_1, p'_2, g'_2, ...]`` and the rest of the longer one
-  appended (eq. 23), then ``n_fusion_layers`` BiMamba layers (forward + backward scans, summed)
-  and a LayerNorm.
+  squared pairwise distance; default five, 0.25-4; ``[1.0]`` is a single kernel, which lets the
+  training loss fall but did not score higher on the 200-patient development cohort, see
+  docs/benchmarks-models.md), each estimate on at most ``mmd_samples`` tokens sampled per set,
+  so memory stays linear in patches. The two fused sets are interleaved
+  ``[p'_1, g'_1, p'_2, g'_2, ...]`` and the rest of the longer one appended (eq. 23), then
+  ``n_fusion_layers`` BiMamba layers (forward + backward scans, summed) and a LayerNorm.
 - Aggregation: the three expert sequences are concatenated along tokens -> gated ABMIL pooling
   -> rho (Linear-ReLU-Dropout) -> Linear -> ``n_bins`` hazard logits (hazards = sigmoid). The
   training loss is the discrete-time NLL plus ``aux_loss = mmd_weight * L_global``.
