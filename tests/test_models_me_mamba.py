@@ -10,6 +10,7 @@ import torch
 from wsirisk.models import build_model, me_mamba, nll_loss
 from wsirisk.models.mamba import BiMambaLayer, MambaLayer, MultiOrderMamba
 from wsirisk.models.me_mamba import (
+    MMD_BANDWIDTHS,
     AttentionMambaLayer,
     interleave,
     ot_fuse,
@@ -181,7 +182,7 @@ def test_aux_loss_is_weighted_two_sided_mmd_and_global_fusion_switch(
 ) -> None:
     kw = {} if bandwidths is None else {"mmd_bandwidths": list(bandwidths)}  # JSON gives a list
     model = _model(mmd_weight=0.3, **kw).eval()
-    assert model.synergistic.mmd_bandwidths == (bandwidths or (0.25, 0.5, 1.0, 2.0, 4.0))
+    assert model.synergistic.mmd_bandwidths == (bandwidths or MMD_BANDWIDTHS)
     calls, handle = _capture(model.synergistic)
     x_path, x_omics = torch.randn(9, 24, generator=torch.Generator().manual_seed(3)), _omics()
     out = model(x_path, x_omics)

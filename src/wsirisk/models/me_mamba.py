@@ -84,6 +84,7 @@ from .spatial import column_major_order, row_major_order
 SCANS = ("os", "ts", "as")
 FUSION_SCANS = ("interleave", "path_first", "genomics_first")
 TS_ORDERS = ("spatial", "stride")
+MMD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)  # kernel sigma^2 / median squared distance
 
 
 def transposed_order(n: int, stride: int = 10, device: torch.device | None = None) -> Tensor:
@@ -243,7 +244,7 @@ class SynergisticExpert(nn.Module):
         fusion_scan: str = "interleave",
         bidirectional: bool = True,
         mmd_samples: int = 512,
-        mmd_bandwidths: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0),
+        mmd_bandwidths: tuple[float, ...] = MMD_BANDWIDTHS,
         stream_chunk: int = DEFAULT_STREAM_CHUNK,
     ) -> None:
         super().__init__()
@@ -299,7 +300,7 @@ class MEMamba(MultimodalModel):
         fusion_bidirectional: bool = True,
         mmd_weight: float = 0.1,
         mmd_samples: int = 512,
-        mmd_bandwidths: Iterable[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
+        mmd_bandwidths: Iterable[float] = MMD_BANDWIDTHS,
         transpose_stride: int = 10,
         ts_order: str = "spatial",
         stream_chunk: int = DEFAULT_STREAM_CHUNK,
